@@ -1,0 +1,47 @@
+# Lightning Core: the two commands of the README are `make bench` and `make test`.
+# Each creates its own virtual environment (.venv) and installs what it needs.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# With an NVIDIA driver present, the venv also gets CuPy so the benchmark runs on the GPU.
+EXTRAS := dev,bench$(shell command -v nvidia-smi >/dev/null 2>&1 && echo ,cuda)
+
+.PHONY: bench test lint kernels test-gpu bench-gpu sanitize-gpu clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	@touch $@
+
+venv: $(BIN)/.installed
+
+bench: venv
+	$(BIN)/lc bench quick
+
+test: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+
+# Compile every CUDA kernel file with nvcc for Hopper, so a broken kernel fails here.
+kernels:
+	@$(PYTHON) tools/check_kernels.py
+
+# On the GPU machine: system python3 (CuPy, torch there), run from the source tree.
+test-gpu:
+	PYTHONPATH=src:tests $(PYTHON) -m pytest -q -p no:cacheprovider
+
+bench-gpu:
+	PYTHONPATH=src $(PYTHON) -m lightning_core bench quick
+
+sanitize-gpu:
+	PYTHONPATH=src:tests compute-sanitizer --tool memcheck --error-exitcode 1 \
+		$(PYTHON) -m pytest -q -p no:cacheprovider -m cuda tests
+	PYTHONPATH=src:tests compute-sanitizer --tool racecheck --error-exitcode 1 \
+		$(PYTHON) -m pytest -q -p no:cacheprovider -m cuda tests
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

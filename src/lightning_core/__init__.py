@@ -1,0 +1,47 @@
+"""Lightning Core: fast tensor operators with explicit execution policy.
+
+``import lightning_core as lc``. This module re-exports the seed-compatible flat API;
+clean keyword-friendly names live in ``lc.api``.
+"""
+
+from __future__ import annotations
+
+from . import backends as _backends  # noqa: F401  (registers the backends)
+from ._version import __version__
+from .errors import (
+    AliasingError,
+    BackendError,
+    CompileError,
+    ConfigError,
+    DeviceError,
+    DeviceOutOfMemoryError,
+    DeviceUnavailableError,
+    DTypeError,
+    InvalidArgumentError,
+    LCError,
+    NotSupportedError,
+    OutBufferError,
+    PolicyError,
+    SessionMismatchError,
+    ShapeError,
+)
+from .ops.matmul import (
+    matmul,
+    matmul2d,
+    matmul2d_into,
+    matmul_np,
+    matmul_np_into,
+    matmul_np_into_with_policy,
+    matmul_np_with_policy,
+    matmul_reset_tuning,
+    matmul_with_policy,
+)
+from .runtime.device import FallbackWarning
+from .runtime.policy import (
+    AttentionIoPolicy,
+    Conv2dIoPolicy,
+    MatMulIoPolicy,
+    MatrixElementwiseIoPolicy,
+    VectorAddIoPolicy,
+    precision,
+)

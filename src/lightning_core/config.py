@@ -1,0 +1,168 @@
+"""Every environment knob of Lightning Core: its type, default and one-line doc.
+
+This is the only module that reads ``os.environ``. Values are parsed once and cached;
+``reload()`` re-reads the environment and ``override(...)`` changes values for a ``with``
+block (per context, so threads and tasks do not see each other's overrides).
+The seed's ``CJ_*`` names are accepted as aliases of the ``LC_*`` names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Knob", "KNOBS", "get", "reload", "override", "describe"]
+
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+_FALSE = {"0", "false", "f", "no", "n", "off", ""}
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(f"expected a boolean (1/0, true/false, on/off), got {text!r}")
+
+
+def _parse_sync_mode(text: str) -> str:
+    low = text.strip().lower()
+    if low not in ("auto", "always", "never"):
+        raise ValueError(f"expected auto, always or never, got {text!r}")
+    return low
+
+
+def _parse_precision(text: str) -> str:
+    low = text.strip().lower()
+    if low not in ("fp32", "tf32", "bf16", "fp16"):
+        raise ValueError(f"expected fp32, tf32, bf16 or fp16, got {text!r}")
+    return low
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One configuration value: where it comes from and how it is parsed."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    doc: str
+    aliases: tuple[str, ...] = ()
+
+
+_KNOB_LIST = (
+    Knob("LC_STRICT_DEVICE", _parse_bool, False,
+         "Raise instead of falling back when a requested device is unavailable."),
+    Knob("LC_TRACE", _parse_bool, False, "Start with the runtime trace enabled."),
+    Knob("LC_TRACE_CAPACITY", int, 4096, "Ring-buffer size of the runtime trace (events)."),
+    Knob("LC_SYNC_MODE", _parse_sync_mode, "auto", "Default runtime sync policy mode."),
+    Knob("LC_PRECISION", _parse_precision, "fp32",
+         "Default matmul precision policy: fp32 (true IEEE), tf32, bf16 or fp16."),
+    Knob("LC_CACHE_DIR", str, "",
+         "Folder for on-disk caches (compiled kernels, tuning); default ~/.cache/lightning_core."),
+    Knob("LC_TUNE", int, 1, "Tuning: 0 off, 1 use the cache, 2 search on a miss."),
+    Knob("LC_TUNE_CACHE_FILE", str, "", "Path of the tuning cache JSON file.",
+         aliases=("CJ_MATMUL_TUNE_CACHE_FILE",)),
+    Knob("LC_MATMUL_DISABLE_PROMOTED_BUCKETS", _parse_bool, False,
+         "Ignore the promoted default buckets before tuning data exists.",
+         aliases=("CJ_MATMUL_DISABLE_PROMOTED_BUCKETS",)),
+    Knob("LC_MATMUL_PREFER_CUBLAS_ON_LARGE", _parse_bool, True,
+         "Measure cuBLAS first on large GEMMs.", aliases=("CJ_MATMUL_PREFER_MPS_ON_LARGE",)),
+    Knob("LC_MATMUL_TRY_KERNEL_ON_LARGE", _parse_bool, True,
+         "Also time our own kernels on large GEMMs.", aliases=("CJ_MATMUL_TRY_KERNEL_ON_LARGE",)),
+    Knob("LC_MATMUL_CUBLAS_HYST_PCT", float, 0.0,
+         "Keep cuBLAS unless a kernel beats it by more than this percentage.",
+         aliases=("CJ_MATMUL_MPS_HYST_PCT",)),
+    Knob("LC_CONV2D_CPU_CROSSOVER_MACS", int, -1,
+         "One-shot conv with at most this many MACs runs on the CPU (-1: calibrated).",
+         aliases=("CJ_CONV2D_CPU_CROSSOVER_MACS",)),
+    Knob("LC_CONV2D_CPU_CROSSOVER_DYNAMIC", _parse_bool, False,
+         "Re-read the conv crossover threshold on every call.",
+         aliases=("CJ_CONV2D_CPU_CROSSOVER_DYNAMIC",)),
+    Knob("LC_CROSSOVER", _parse_bool, True,
+         "Allow one-shot host calls with device='auto' to run on the CPU when that is faster."),
+    Knob("LC_HOST_THREADS", int, 0,
+         "Threads for host staging copies (0: min(8, cores))."),
+)
+
+KNOBS: dict[str, Knob] = {k.name: k for k in _KNOB_LIST}
+_ALIAS_TO_NAME: dict[str, str] = {a: k.name for k in _KNOB_LIST for a in k.aliases}
+
+_cache: dict[str, Any] = {}
+_overrides: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "lc_config_overrides", default=None
+)
+
+
+def _canonical(name: str) -> str:
+    if name in KNOBS:
+        return name
+    if name in _ALIAS_TO_NAME:
+        return _ALIAS_TO_NAME[name]
+    raise KeyError(f"[config] unknown knob {name!r}; known: {', '.join(sorted(KNOBS))}")
+
+
+def _read_env(knob: Knob) -> Any:
+    for env_name in (knob.name, *knob.aliases):
+        raw = os.environ.get(env_name)
+        if raw is None:
+            continue
+        try:
+            return knob.parse(raw)
+        except ValueError as exc:
+            from .errors import ConfigError
+
+            raise ConfigError(f"[config] {env_name}={raw!r}: {exc}") from None
+    return knob.default
+
+
+def get(name: str, *, fresh: bool = False) -> Any:
+    """Return the value of a knob (override > environment > default)."""
+    name = _canonical(name)
+    scoped = _overrides.get()
+    if scoped and name in scoped:
+        return scoped[name]
+    if fresh or name not in _cache:
+        _cache[name] = _read_env(KNOBS[name])
+    return _cache[name]
+
+
+def reload() -> None:
+    """Forget cached values so the next ``get`` re-reads the environment."""
+    _cache.clear()
+
+
+@contextlib.contextmanager
+def override(**values: Any) -> Iterator[None]:
+    """Set knob values for the duration of a ``with`` block (names or aliases)."""
+    current = dict(_overrides.get() or {})
+    for key, value in values.items():
+        current[_canonical(key)] = value
+    token = _overrides.set(current)
+    try:
+        yield
+    finally:
+        _overrides.reset(token)
+
+
+def describe() -> list[dict[str, Any]]:
+    """All knobs with their current value, for ``lc info`` and the docs."""
+    return [
+        {"name": k.name, "aliases": list(k.aliases), "default": k.default,
+         "value": get(k.name), "doc": k.doc}
+        for k in _KNOB_LIST
+    ]
+
+
+def cache_dir() -> str:
+    """The folder for on-disk caches (created on demand by the caller)."""
+    configured = get("LC_CACHE_DIR")
+    if configured:
+        return configured
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "lightning_core")

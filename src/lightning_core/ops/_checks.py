@@ -1,0 +1,44 @@
+"""Argument checks shared by the op modules (messages start with ``[op]``)."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+from ..errors import InvalidArgumentError, ShapeError
+
+__all__ = ["dim", "shape_text", "need_rank", "flat_view"]
+
+
+def dim(op: str, name: str, value: Any, *, minimum: int = 0) -> int:
+    """A size argument: an integer (not bool) >= ``minimum``."""
+    if isinstance(value, bool):
+        raise InvalidArgumentError(f"[{op}] {name} must be an integer, got a bool")
+    try:
+        ivalue = operator.index(value)
+    except TypeError:
+        raise InvalidArgumentError(f"[{op}] {name} must be an integer, got "
+                                   f"{type(value).__name__}") from None
+    if ivalue < minimum:
+        raise InvalidArgumentError(f"[{op}] {name} must be >= {minimum}, got {ivalue}")
+    return ivalue
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape) if shape else "scalar"
+
+
+def need_rank(op: str, name: str, array: Any, rank: int) -> None:
+    if array.ndim != rank:
+        raise ShapeError(f"[{op}] {name} must be {rank}-D, got shape {shape_text(array.shape)}")
+
+
+def flat_view(op: str, name: str, array: Any, shape: tuple[int, ...]) -> Any:
+    """View a flat (or any-shaped) array of the right size as ``shape``."""
+    size = 1
+    for d in shape:
+        size *= d
+    if array.size != size:
+        raise ShapeError(f"[{op}] {name} has {array.size} elements, expected "
+                         f"{shape_text(shape)} = {size}")
+    return array.reshape(shape)

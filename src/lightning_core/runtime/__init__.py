@@ -1,0 +1,1 @@
+"""Runtime core: backends and their registry, devices, policies, the dispatch road."""

@@ -1,0 +1,202 @@
+"""Turning user inputs into arrays a backend can run on, and checking ``_into`` buffers.
+
+Rules (SPEC §2): float32 is the fast path; float64 is computed in float64; float16 (and
+bfloat16 where the array library has it) run on CUDA only; integer and bool inputs are cast to
+float32; complex, object, string and other dtypes are errors. Mixed float inputs are promoted
+(float64 wins). Non-contiguous inputs are copied once, and the copy is noted in the trace.
+
+Device arrays (anything with ``__cuda_array_interface__`` or a CUDA ``__dlpack__``) are not
+touched here: a backend registered with ``register_adopter`` turns them into its native array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..errors import AliasingError, DTypeError, OutBufferError
+
+__all__ = [
+    "Operand",
+    "as_operands",
+    "check_out",
+    "register_adopter",
+    "to_numpy",
+    "is_device_array",
+]
+
+_FLOAT_OK = ("float16", "float32", "float64", "bfloat16")
+_CAST_TO_F32 = "biu"
+
+# Callables that turn a foreign device array into a backend-native one, or return None.
+_ADOPTERS: list[Callable[[Any], Any]] = []
+
+
+def register_adopter(fn: Callable[[Any], Any]) -> None:
+    """Let a backend claim foreign array objects (CuPy, torch CUDA tensors, DLPack)."""
+    _ADOPTERS.append(fn)
+
+
+def is_device_array(x: Any) -> bool:
+    """True for arrays that live in device memory (not NumPy)."""
+    return type(x) is not np.ndarray and hasattr(x, "__cuda_array_interface__")
+
+
+class Operand:
+    """A normalized input: the array, whether it was copied, and where it lives."""
+
+    __slots__ = ("array", "copied", "on_device")
+
+    def __init__(self, array: Any, copied: bool, on_device: bool) -> None:
+        self.array = array
+        self.copied = copied
+        self.on_device = on_device
+
+
+def _adopt(op: str, name: str, x: Any) -> Any:
+    storage = getattr(x, "_lc_storage", None)  # lc.Tensor
+    if storage is not None:
+        return storage
+    if hasattr(x, "__cuda_array_interface__") or _is_cuda_dlpack(x):
+        for adopter in _ADOPTERS:
+            native = adopter(x)
+            if native is not None:
+                return native
+        raise DTypeError(f"[{op}] {name} is a device array but no CUDA backend is available to "
+                         "use it (install the 'cuda' extra: CuPy)")
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # noqa: BLE001 - any conversion failure is a bad input
+        raise DTypeError(f"[{op}] {name} cannot be converted to an array "
+                         f"({type(x).__name__}): {exc}") from None
+
+
+def _is_cuda_dlpack(x: Any) -> bool:
+    dev = getattr(x, "__dlpack_device__", None)
+    if dev is None:
+        return False
+    try:
+        kind, _ = dev()
+    except Exception:  # noqa: BLE001
+        return False
+    return int(kind) in (2, 3, 13)  # kDLCUDA, kDLCUDAHost, kDLCUDAManaged
+
+
+def _dtype_name(dtype: Any) -> str:
+    return getattr(dtype, "name", str(dtype))
+
+
+def as_operands(op: str, names: tuple[str, ...], values: tuple[Any, ...],
+                *, float_only: bool = True) -> tuple[tuple[Operand, ...], np.dtype]:
+    """Normalize inputs and find their common compute dtype.
+
+    Returns the operands (cast to the common dtype, C-contiguous) and that dtype.
+    """
+    raw = []
+    for name, value in zip(names, values, strict=True):
+        arr = value if type(value) is np.ndarray else _adopt(op, name, value)
+        kind = arr.dtype.kind
+        dname = _dtype_name(arr.dtype)
+        if kind == "f" or dname == "bfloat16":
+            if dname not in _FLOAT_OK:
+                raise DTypeError(f"[{op}] {name} has unsupported dtype {dname}; use float32 "
+                                 "or float64")
+        elif kind in _CAST_TO_F32:
+            pass  # cast below, documented: integer and bool inputs become float32
+        else:
+            raise DTypeError(f"[{op}] {name} has unsupported dtype {dname} (complex, object, "
+                             "string and other non-real dtypes are not supported)")
+        raw.append(arr)
+    dtype = _common_dtype(raw)
+    out = []
+    for arr in raw:
+        on_device = type(arr) is not np.ndarray
+        copied = False
+        if arr.dtype != dtype:
+            arr = arr.astype(dtype)
+            copied = True
+        if not arr.flags.c_contiguous:
+            arr = arr.copy(order="C") if on_device else np.ascontiguousarray(arr)
+            copied = True
+        out.append(Operand(arr, copied, on_device))
+    return tuple(out), dtype
+
+
+def _common_dtype(arrays: list[Any]) -> np.dtype:
+    names = {_dtype_name(a.dtype) for a in arrays if a.dtype.kind == "f"
+             or _dtype_name(a.dtype) == "bfloat16"}
+    if not names or names <= {"float32"}:
+        return np.dtype(np.float32)
+    if "float64" in names:
+        return np.dtype(np.float64)
+    if names == {"float16"}:
+        return np.dtype(np.float16)
+    if names == {"bfloat16"}:
+        return arrays[[_dtype_name(a.dtype) for a in arrays].index("bfloat16")].dtype
+    return np.dtype(np.float32)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A host NumPy view or copy of any supported array."""
+    if type(x) is np.ndarray:
+        return x
+    getter = getattr(x, "get", None)  # CuPy
+    if callable(getter) and hasattr(x, "__cuda_array_interface__"):
+        return getter()
+    return np.asarray(x)
+
+
+def _extent(arr: Any) -> tuple[int, int]:
+    """[start, end) byte addresses of an array's data."""
+    if type(arr) is np.ndarray:
+        start = arr.__array_interface__["data"][0]
+    else:
+        start = arr.__cuda_array_interface__["data"][0]
+    return start, start + arr.nbytes
+
+
+def check_out(op: str, out: Any, shape: tuple[int, ...], dtype: np.dtype,
+              inputs: tuple[Operand, ...], *, flat_ok: bool = False,
+              alias_ok: bool = False) -> Any:
+    """Validate an ``_into`` buffer and return the native array to write into.
+
+    ``flat_ok`` accepts a 1-D buffer of the right size (the seed's flat ``m*n`` outputs).
+    ``alias_ok`` allows ``out`` to be exactly one of the inputs (elementwise ops); any other
+    overlap with an input raises ``AliasingError``.
+    """
+    storage = getattr(out, "_lc_storage", None)
+    arr = storage if storage is not None else out
+    if type(arr) is not np.ndarray and not hasattr(arr, "__cuda_array_interface__"):
+        raise OutBufferError(f"[{op}] out must be a NumPy array, a device array or an "
+                             f"lc.Tensor; got {type(out).__name__}")
+    if not hasattr(arr, "dtype") or arr.dtype != dtype:
+        raise OutBufferError(f"[{op}] out has dtype {_dtype_name(getattr(arr, 'dtype', None))}"
+                             f", the result is {_dtype_name(dtype)}")
+    size = 1
+    for d in shape:
+        size *= d
+    shape_ok = tuple(arr.shape) == tuple(shape) or (flat_ok and arr.ndim == 1
+                                                    and arr.size == size)
+    if not shape_ok:
+        expected = f"{tuple(shape)}" + (f" or flat ({size},)" if flat_ok else "")
+        raise OutBufferError(f"[{op}] out has shape {tuple(arr.shape)}, expected {expected}")
+    if not arr.flags.c_contiguous:
+        raise OutBufferError(f"[{op}] out must be C-contiguous")
+    if type(arr) is np.ndarray and not arr.flags.writeable:
+        raise OutBufferError(f"[{op}] out is read-only")
+    if size:
+        o_lo, o_hi = _extent(arr)
+        for operand in inputs:
+            src = operand.array
+            if operand.copied or src.nbytes == 0 or type(src) is not type(arr):
+                continue
+            i_lo, i_hi = _extent(src)
+            if o_lo < i_hi and i_lo < o_hi:
+                exact = (o_lo == i_lo and o_hi == i_hi)
+                if not (alias_ok and exact):
+                    raise AliasingError(f"[{op}] out overlaps an input; pass a separate buffer"
+                                        + ("" if not exact else
+                                           " (this op cannot run in place)"))
+    return arr

@@ -1,0 +1,164 @@
+"""The one road every operator call takes.
+
+validate (in ``ops/``) → resolve the device (fallback + reason) → pick the implementation
+(explicit policy > tuned choice > crossover rule > default) → the backend moves data per the
+I/O plan and launches → sync/download per plan → record one trace event.
+
+Decisions for a signature already seen (op, device, dtype, shapes, precision, residency) are
+cached, so the steady-state cost of this road is a few dictionary lookups.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import DTypeError, NotSupportedError
+from ..trace.events import TraceEvent
+from ..trace.recorder import TRACE
+from .arrays import Operand
+from .backend import Backend, Impl, get_backend, implementations
+from .device import Route, resolve
+from .policy import ONE_SHOT, IoPlan
+
+__all__ = ["Call", "execute", "set_selector", "set_crossover", "clear_decisions"]
+
+
+@dataclass(slots=True)
+class Call:
+    """One validated operator call, ready for a backend."""
+
+    op: str  # public name, e.g. "matmul2d"
+    kernel: str  # implementation family, e.g. "matmul"
+    inputs: tuple[Operand, ...]
+    out_shape: tuple[int, ...]
+    dtype: np.dtype
+    params: dict[str, Any] = field(default_factory=dict)
+    out: Any = None  # validated caller buffer (native array) or None
+    io: IoPlan = ONE_SHOT
+    precision: str = "fp32"
+    variant: str | None = None  # explicit implementation request (policy)
+
+    @property
+    def resident(self) -> bool:
+        """True when every input already lives on a device."""
+        return bool(self.inputs) and all(o.on_device for o in self.inputs)
+
+
+# Hooks installed by tuning/ (kept as hooks so runtime never imports tuning).
+Selector = Callable[[Backend, list[Impl], Call], tuple[Impl, str] | None]
+Crossover = Callable[[Route, Call], bool]
+_selector: Selector | None = None
+_crossover: Crossover | None = None
+_decisions: dict[tuple[Any, ...], tuple[Backend, Impl, str, Route]] = {}
+
+
+def set_selector(fn: Selector | None) -> None:
+    """Install the tuned-choice hook (``tuning`` calls this)."""
+    global _selector
+    _selector = fn
+    _decisions.clear()
+
+
+def set_crossover(fn: Crossover | None) -> None:
+    """Install the CPU-crossover hook (``tuning`` calls this)."""
+    global _crossover
+    _crossover = fn
+    _decisions.clear()
+
+
+def clear_decisions() -> None:
+    """Forget cached routing decisions (after a tuning reset or a config change)."""
+    _decisions.clear()
+
+
+def _pick(backend: Backend, call: Call) -> tuple[Impl, str]:
+    impls = implementations(backend.name, call.kernel)
+    if not impls:
+        raise NotSupportedError(f"[{call.op}] no implementation of {call.kernel!r} on "
+                                f"{backend.name}")
+    dname = call.dtype.name
+    usable = [i for i in impls if dname in i.dtypes]
+    if not usable:
+        where = sorted({b for b in ("cpu", "cuda", "metal")
+                        if any(dname in i.dtypes for i in implementations(b, call.kernel))})
+        hint = f"; {dname} runs on {', '.join(where)}" if where else ""
+        raise DTypeError(f"[{call.op}] dtype {dname} is not supported on {backend.name}{hint}")
+    if call.variant is not None:
+        for impl in usable:
+            if impl.variant == call.variant:
+                return impl, "policy"
+        raise NotSupportedError(f"[{call.op}] implementation {call.variant!r} does not exist "
+                                f"on {backend.name}; known: "
+                                f"{', '.join(i.variant for i in usable)}")
+    exact = [i for i in usable if call.precision in i.precisions] or usable
+    if _selector is not None and len(exact) > 1:
+        chosen = _selector(backend, exact, call)
+        if chosen is not None:
+            return chosen
+    return exact[0], "default"
+
+
+def _route(call: Call, device: object) -> Route:
+    route = resolve(call.op, device)
+    if route.requested == "auto" and _crossover is not None and not call.resident:
+        if _crossover(route, call):
+            cpu = get_backend("cpu")
+            return Route("auto", "cpu", cpu, 0, False, "crossover")
+    return route
+
+
+def execute(call: Call, device: object) -> Any:
+    """Run ``call`` on ``device`` and return its result (or the caller's ``out``)."""
+    t0 = time.perf_counter_ns()
+    if type(device) is not str:
+        resolve(call.op, device)  # raises DeviceError with the valid names
+    key = (call.op, call.kernel, device, call.dtype, call.precision, call.variant,
+           call.out_shape, tuple(o.array.shape for o in call.inputs),
+           tuple(o.on_device for o in call.inputs), call.io)
+    hit = _decisions.get(key)
+    if hit is None:
+        route = _route(call, device)
+        backend = route.backend
+        impl, why = _pick(backend, call)
+        if route.reason == "crossover":
+            why = "crossover"
+        _decisions[key] = (backend, impl, why, route)
+    else:
+        backend, impl, why, route = hit
+    result, stats = backend.run(impl, call)
+    if TRACE.enabled:
+        _record(call, route, impl, why, stats, t0)
+    return result
+
+
+def _record(call: Call, route: Route, impl: Impl, why: str, stats: dict[str, Any],
+            t0: int) -> None:
+    notes = list(stats.get("notes", ()))
+    if any(o.copied for o in call.inputs):
+        notes.append("input_copied")
+    used_precision = stats.get("precision", call.precision)
+    TRACE.record(TraceEvent(
+        type="op_dispatch",
+        timestamp_ns=t0,
+        duration_ns=time.perf_counter_ns() - t0,
+        size_bytes=int(sum(o.array.nbytes for o in call.inputs)),
+        op=call.op,
+        requested_device=route.requested,
+        selected_device=route.selected,
+        fallback=route.fallback,
+        fallback_reason=route.reason if route.fallback else "",
+        impl=impl.name,
+        impl_reason=why,
+        shapes=tuple(tuple(o.array.shape) for o in call.inputs) + (tuple(call.out_shape),),
+        dtype=call.dtype.name,
+        precision=used_precision,
+        bytes_uploaded=int(stats.get("bytes_uploaded", 0)),
+        bytes_downloaded=int(stats.get("bytes_downloaded", 0)),
+        synchronized=bool(stats.get("synchronized", False)),
+        notes=tuple(notes),
+    ))
