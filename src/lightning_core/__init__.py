@@ -36,7 +36,17 @@ from .ops.matmul import (
     matmul_reset_tuning,
     matmul_with_policy,
 )
+from .ops.activations import *  # noqa: F403
+from .ops.attention import *  # noqa: F403
+from .ops.conv import *  # noqa: F403
+from .ops.elementwise import *  # noqa: F403
+from .ops.embedding import *  # noqa: F403
+from .ops.linear import *  # noqa: F403
+from .ops.norm import *  # noqa: F403
+from .ops.softmax import *  # noqa: F403
+from .runtime.api_runtime import *  # noqa: F403
 from .runtime.device import FallbackWarning
+from .runtime.tensor import *  # noqa: F403
 from .runtime.policy import (
     AttentionIoPolicy,
     Conv2dIoPolicy,
