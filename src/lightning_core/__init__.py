@@ -47,6 +47,7 @@ from .ops.softmax import *  # noqa: F403
 from .runtime.api_runtime import *  # noqa: F403
 from .runtime.device import FallbackWarning
 from .runtime.tensor import *  # noqa: F403
+from .sessions import *  # noqa: F403
 from .runtime.policy import (
     AttentionIoPolicy,
     Conv2dIoPolicy,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import operator
 from typing import Any
 
+import numpy as np
+
 from ..errors import InvalidArgumentError, ShapeError
 
-__all__ = ["dim", "shape_text", "need_rank", "flat_view"]
+__all__ = ["dim", "flag", "shape_text", "need_rank", "flat_view"]
 
 
 def dim(op: str, name: str, value: Any, *, minimum: int = 0) -> int:
@@ -22,6 +24,19 @@ def dim(op: str, name: str, value: Any, *, minimum: int = 0) -> int:
     if ivalue < minimum:
         raise InvalidArgumentError(f"[{op}] {name} must be >= {minimum}, got {ivalue}")
     return ivalue
+
+
+def flag(op: str, name: str, value: Any) -> bool:
+    """A boolean argument: a bool, or the integers 0 and 1."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    try:
+        ivalue = operator.index(value)
+    except TypeError:
+        ivalue = None
+    if ivalue not in (0, 1):
+        raise InvalidArgumentError(f"[{op}] {name} must be a bool (or 0/1), got {value!r}")
+    return bool(ivalue)
 
 
 def shape_text(shape: tuple[int, ...]) -> str:

@@ -11,6 +11,7 @@ touched here: a backend registered with ``register_adopter`` turns them into its
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "register_adopter",
     "to_numpy",
     "is_device_array",
+    "array_module",
 ]
 
 _FLOAT_OK = ("float16", "float32", "float64", "bfloat16")
@@ -42,6 +44,14 @@ def register_adopter(fn: Callable[[Any], Any]) -> None:
 def is_device_array(x: Any) -> bool:
     """True for arrays that live in device memory (not NumPy)."""
     return type(x) is not np.ndarray and hasattr(x, "__cuda_array_interface__")
+
+
+def array_module(x: Any) -> Any:
+    """NumPy for host arrays, else the module of the array's type (CuPy for CuPy arrays)."""
+    if type(x) is np.ndarray:
+        return np
+    mod = sys.modules.get(type(x).__module__.split(".")[0])
+    return mod if mod is not None and hasattr(mod, "asarray") else np
 
 
 class Operand:

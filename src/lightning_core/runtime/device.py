@@ -8,6 +8,8 @@ turns that into ``DeviceUnavailableError``.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -111,7 +113,19 @@ def _warn_once(route: Route) -> None:
     warnings.warn(
         f"[lightning_core] device {route.requested!r} is unavailable here; running on "
         f"{route.selected!r} instead (reason: {route.reason}). Set LC_STRICT_DEVICE=1 to make "
-        "this an error.", FallbackWarning, stacklevel=4)
+        "this an error.", FallbackWarning, stacklevel=_user_stacklevel())
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside this package."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def reset_routes() -> None:

@@ -25,7 +25,7 @@ from .backend import Backend, Impl, get_backend, implementations
 from .device import Route, resolve
 from .policy import ONE_SHOT, IoPlan
 
-__all__ = ["Call", "execute", "set_selector", "set_crossover", "clear_decisions"]
+__all__ = ["Call", "execute", "choose_impl", "set_selector", "set_crossover", "clear_decisions"]
 
 
 @dataclass(slots=True)
@@ -74,6 +74,11 @@ def set_crossover(fn: Crossover | None) -> None:
 def clear_decisions() -> None:
     """Forget cached routing decisions (after a tuning reset or a config change)."""
     _decisions.clear()
+
+
+def choose_impl(backend: Backend, call: Call) -> tuple[Impl, str]:
+    """The implementation ``call`` runs with on ``backend``, and why (sessions use this too)."""
+    return _pick(backend, call)
 
 
 def _pick(backend: Backend, call: Call) -> tuple[Impl, str]:

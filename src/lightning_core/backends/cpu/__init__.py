@@ -38,6 +38,12 @@ class CpuBackend(Backend):
             details={"cores": os.cpu_count() or 1, "numpy": np.__version__},
         )
 
+    def session_executor(self) -> Any:
+        """A fresh executor for a resident session (plain replays, no graphs)."""
+        from .executor import EagerExecutor
+
+        return EagerExecutor()
+
     def owns(self, array: Any) -> bool:
         return type(array) is np.ndarray
 

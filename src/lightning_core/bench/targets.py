@@ -1,0 +1,231 @@
+"""The CUDA backend's acceptance measurements, side by side with torch in one process.
+
+Each row times the same work, at the same precision (true fp32: TF32 off on both sides), and
+says which target of the CUDA-backend issue it checks. "sync" rows time one call plus a stream
+synchronize with the host clock (what one call costs a user); "kernel" rows time device work
+with CUDA events. Raw samples are kept so every ratio can be traced.
+
+    PYTHONPATH=src python3 -m lightning_core.bench.targets --out results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import lightning_core as lc
+
+__all__ = ["main"]
+
+
+def _host_times(fn: Callable[[], Any], sync: Callable[[], None], *, warmup: int = 20,
+                iters: int = 200, budget_s: float = 1.5) -> list[float]:
+    """Per-call µs of ``fn(); sync()`` measured with the host clock."""
+    for _ in range(warmup):
+        fn()
+        sync()
+    samples: list[float] = []
+    start = time.perf_counter()
+    while len(samples) < iters and (time.perf_counter() - start < budget_s or len(samples) < 15):
+        t0 = time.perf_counter_ns()
+        fn()
+        sync()
+        samples.append((time.perf_counter_ns() - t0) / 1e3)
+    return samples
+
+
+def _pipelined(fn: Callable[[], Any], sync: Callable[[], None], n: int = 2000) -> float:
+    """Mean µs per call of ``n`` back-to-back calls followed by one sync."""
+    for _ in range(50):
+        fn()
+    sync()
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        fn()
+    sync()
+    return (time.perf_counter_ns() - t0) / 1e3 / n
+
+
+def _event_us(cp: Any, fn: Callable[[], Any], reps: int = 50) -> float:
+    """Median device µs of ``fn`` on the current stream, by CUDA events."""
+    for _ in range(5):
+        fn()
+    out = []
+    for _ in range(reps):
+        start, stop = cp.cuda.Event(), cp.cuda.Event()
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        out.append(cp.cuda.get_elapsed_time(start, stop) * 1e3)
+    return statistics.median(out)
+
+
+def _row(rows: list[dict[str, Any]], family: str, case: str, target: float, lc_us: list[float],
+         ref_us: list[float], ref_name: str, note: str = "") -> None:
+    lc_med, ref_med = statistics.median(lc_us), statistics.median(ref_us)
+    ratio = ref_med / lc_med if lc_med > 0 else math.nan
+    rows.append({"family": family, "case": case, "lc_us": lc_med, "ref_us": ref_med,
+                 "reference": ref_name, "ratio_ref_over_lc": ratio, "target": target,
+                 "pass": bool(ratio >= target), "note": note,
+                 "lc_samples_us": lc_us, "ref_samples_us": ref_us})
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    import cupy as cp
+    import torch
+    import torch.nn.functional as F
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    rows: list[dict[str, Any]] = []
+    rng = np.random.default_rng(20261129)
+    stream_sync = cp.cuda.get_current_stream().synchronize
+    tsync = torch.cuda.synchronize
+
+    def both(host: np.ndarray) -> tuple[Any, Any]:
+        return cp.asarray(host), torch.from_numpy(host).cuda()
+
+    def f32(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    # GEMM (device-resident, one call + sync)
+    gemms = [(256, 256, 256), (896, 896, 896), (1024, 1024, 1024), (1536, 1536, 1536),
+             (2048, 2048, 2048), (3072, 3072, 3072), (4096, 1024, 4096)]
+    for m, k, n in gemms[:3] if quick else gemms:
+        (ca, ta), (cb, tb) = both(f32(m, k)), both(f32(k, n))
+        lc_t = _host_times(lambda: lc.matmul2d(ca, cb), stream_sync)
+        th_t = _host_times(lambda: ta @ tb, tsync)
+        tgt = 2.0 if m == 256 else 0.97
+        _row(rows, "gemm", f"m={m},k={k},n={n}", tgt, lc_t, th_t, "torch eager")
+
+    # elementwise (device-resident)
+    for rows_, cols in ((512, 512), (1024, 1024), (2048, 1024)):
+        (ca, ta), (cb, tb) = both(f32(rows_ * cols)), both(f32(rows_ * cols))
+        lc_t = _host_times(lambda: lc.matrix_sub(ca, cb, rows_, cols), stream_sync)
+        th_t = _host_times(lambda: ta - tb, tsync)
+        _row(rows, "elementwise", f"matrix_sub {rows_}x{cols}", 1.2, lc_t, th_t, "torch eager")
+    for n in (65536, 262144, 1048576, 4194304):
+        (ca, ta), (cb, tb) = both(f32(n)), both(f32(n))
+        lc_t = _host_times(lambda: lc.vector_add(ca, cb), stream_sync)
+        th_t = _host_times(lambda: ta + tb, tsync)
+        _row(rows, "elementwise", f"vector_add n={n}", 1.2, lc_t, th_t, "torch eager")
+
+    # attention (device-resident) vs torch SDPA fp32
+    for seq, d in ((8, 16), (8, 32), (12, 12), (96, 48), (512, 64), (1024, 64), (1536, 64),
+                   (2048, 64), (4096, 64)):
+        qs = [both(f32(seq, d)) for _ in range(3)]
+        cq, ck, cv = (x[0] for x in qs)
+        tq, tk, tv = (x[1].view(1, 1, seq, d) for x in qs)
+        lc_t = _host_times(lambda: lc.attention2d(cq, ck, cv, False), stream_sync)
+        th_t = _host_times(lambda: F.scaled_dot_product_attention(tq, tk, tv), tsync)
+        tgt = 2.0 if seq <= 96 else 3.0
+        _row(rows, "attention", f"seq={seq},head_dim={d}", tgt, lc_t, th_t, "torch SDPA eager")
+
+    # conv + ReLU (device-resident) vs cuDNN conv + relu
+    for n_, c, h, w_, oc in ((1, 3, 16, 16, 16), (1, 3, 24, 24, 16), (2, 3, 16, 16, 16),
+                             (1, 3, 28, 28, 16), (1, 3, 32, 32, 16), (2, 3, 32, 32, 16),
+                             (16, 3, 64, 64, 16), (16, 16, 32, 32, 32)):
+        (cx, tx), (cw, tw), (cb, tb) = both(f32(n_, c, h, w_)), both(f32(oc, c, 3, 3)), both(
+            f32(oc))
+        lc_t = _host_times(lambda: lc.lightning_conv_relu_nchw(cx, cw, cb, 1, 1, 1, 1),
+                           stream_sync)
+        th_t = _host_times(lambda: F.relu(F.conv2d(tx, tw, tb, padding=1)), tsync)
+        small = n_ * oc * h * w_ * c * 9 < 2_000_000
+        _row(rows, "conv_relu", f"batch={n_},in_ch={c},h={h},w={w_},out_ch={oc},k=3",
+             2.0 if small else 1.0, lc_t, th_t, "torch eager (cuDNN)")
+
+    # one-shot NumPy in / NumPy out, ordinary (pageable) arrays >= 1 MB
+    def torch_oneshot(fn_t: Callable[..., Any], *hosts: np.ndarray) -> Callable[[], Any]:
+        return lambda: fn_t(*(torch.from_numpy(h).cuda() for h in hosts)).cpu().numpy()
+
+    oneshots = [
+        ("matrix_sub 1024x1024", lambda a, b: lc.matrix_sub(a, b, 1024, 1024),
+         lambda a, b: a - b, (f32(1024 * 1024), f32(1024 * 1024))),
+        ("matrix_sub 2048x1024", lambda a, b: lc.matrix_sub(a, b, 2048, 1024),
+         lambda a, b: a - b, (f32(2048 * 1024), f32(2048 * 1024))),
+        ("vector_add n=4194304", lc.vector_add, lambda a, b: a + b, (f32(4194304), f32(4194304))),
+        ("matmul 1024^3", lambda a, b: lc.matmul2d(a, b, "cuda"), lambda a, b: a @ b,
+         (f32(1024, 1024), f32(1024, 1024))),
+    ]
+    for name, lc_fn, t_fn, hosts in oneshots:
+        lc_t = _host_times(lambda: lc_fn(*hosts), lambda: None, iters=60)
+        th_t = _host_times(torch_oneshot(t_fn, *hosts), lambda: None, iters=60)
+        _row(rows, "oneshot_pageable", name, 1.5, lc_t, th_t, "torch one-shot")
+        pinned = tuple(lc.pinned_like(h) for h in hosts)
+        for src, dst in zip(hosts, pinned, strict=True):
+            dst[...] = src
+        lc_p = _host_times(lambda: lc_fn(*pinned), lambda: None, iters=60)
+        dev = tuple(cp.asarray(h) for h in hosts)
+        kern = _event_us(cp, lambda: lc_fn(*dev))
+        out_bytes = lc_fn(*dev).nbytes
+        floor = (sum(h.nbytes for h in hosts) + out_bytes) / 55e9 * 1e6 + kern
+        _row(rows, "oneshot_pinned", name, 1 / 1.3, lc_p, [floor] * len(lc_p),
+             "bytes/55GB/s + kernel", note=f"kernel {kern:.1f} us")
+
+    # host overhead on device-resident data vs a bare CuPy launch of the same kind of kernel
+    add = cp.RawKernel(r'''extern "C" __global__ void add(const float* a, const float* b,
+        float* c, int n) { int i = blockIdx.x * blockDim.x + threadIdx.x;
+        if (i < n) c[i] = a[i] + b[i]; }''', "add")
+    n = 1024
+    ca, cb, cc = cp.ones(n, cp.float32), cp.ones(n, cp.float32), cp.empty(n, cp.float32)
+    bare = _pipelined(lambda: add((4,), (256,), (ca, cb, cc, np.int32(n))), stream_sync)
+    ours = _pipelined(lambda: lc.vector_add(ca, cb), stream_sync)
+    rows.append({"family": "host_overhead", "case": "vector_add n=1024 pipelined",
+                 "lc_us": ours, "ref_us": bare, "reference": "bare CuPy RawKernel launch",
+                 "ratio_ref_over_lc": bare / ours, "target": "lc <= bare + 3 us",
+                 "pass": bool(ours <= bare + 3.0), "note": f"overhead {ours - bare:.2f} us"})
+
+    # bandwidth of elementwise kernels on >= 64 MB
+    big = 32 * 1024 * 1024
+    src, dst = cp.ones(big * 2, cp.float32), cp.empty(big * 2, cp.float32)
+    copy_us = _event_us(cp, lambda: dst.__setitem__(Ellipsis, src), reps=20)
+    copy_bw = 2 * src.nbytes / (copy_us * 1e-6)
+    ca, cb = cp.ones(big, cp.float32), cp.ones(big, cp.float32)
+    add_us = _event_us(cp, lambda: lc.vector_add(ca, cb), reps=20)
+    add_bw = 3 * ca.nbytes / (add_us * 1e-6)
+    rows.append({"family": "bandwidth", "case": "vector_add 128 MB x2 -> 128 MB",
+                 "lc_us": add_us, "ref_us": copy_us, "reference": "device copy 256 MB",
+                 "ratio_ref_over_lc": add_bw / copy_bw, "target": 0.85,
+                 "pass": bool(add_bw / copy_bw >= 0.85),
+                 "note": f"lc {add_bw / 1e9:.0f} GB/s, copy {copy_bw / 1e9:.0f} GB/s"})
+    return {"rows": rows, "environment": _environment(cp, torch)}
+
+
+def _environment(cp: Any, torch: Any) -> dict[str, Any]:
+    props = cp.cuda.runtime.getDeviceProperties(0)
+    return {"gpu": props["name"].decode() if isinstance(props["name"], bytes) else props["name"],
+            "cupy": cp.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "lightning_core": lc.__version__, "driver": cp.cuda.runtime.driverGetVersion(),
+            "runtime": cp.cuda.runtime.runtimeGetVersion(), "precision": "fp32 (TF32 off)",
+            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="cuda_targets.json")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    result = run(args.quick)
+    with open(args.out, "w", encoding="utf-8") as fh:
+        json.dump(result, fh, indent=1)
+    fails = 0
+    for r in result["rows"]:
+        fails += not r["pass"]
+        print(f"{'PASS' if r['pass'] else 'FAIL'} {r['family']:16s} {r['case']:44s} "
+              f"lc {r['lc_us']:9.1f} us  ref {r['ref_us']:9.1f} us  "
+              f"x{r['ratio_ref_over_lc']:.2f} (target {r['target']}) {r['note']}")
+    print(f"targets: {len(result['rows']) - fails} pass, {fails} fail")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
