@@ -28,6 +28,8 @@ __all__ = [
     "matmul_np_into_with_policy",
     "matmul_reset_tuning",
     "matmul_reference",
+    "lightning_matmul",
+    "lightning_matmul_into",
 ]
 
 
@@ -75,6 +77,16 @@ def matmul2d_into(a: Any, b: Any, out: Any, device: str = "auto", *,
                   precision: str | None = None) -> Any:
     """``a @ b`` written into ``out`` (``[m, n]`` or flat ``m*n``); returns ``out``."""
     return _run("matmul2d_into", a, b, out, device, precision=precision)
+
+
+def lightning_matmul(a: Any, b: Any, device: str = "auto") -> Any:
+    """The seed's integrated-API name for ``matmul2d``."""
+    return _run("lightning_matmul", a, b, None, device)
+
+
+def lightning_matmul_into(a: Any, b: Any, out: Any, device: str = "auto") -> Any:
+    """The seed's integrated-API name for ``matmul2d_into``."""
+    return _run("lightning_matmul_into", a, b, out, device)
 
 
 def matmul(a: Any, b: Any, m: int, k: int, n: int, device: str = "auto") -> Any:

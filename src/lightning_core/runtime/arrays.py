@@ -29,7 +29,6 @@ __all__ = [
     "array_module",
 ]
 
-_FLOAT_OK = ("float16", "float32", "float64", "bfloat16")
 _CAST_TO_F32 = "biu"
 
 # Callables that turn a foreign device array into a backend-native one, or return None.
@@ -98,28 +97,51 @@ def _dtype_name(dtype: Any) -> str:
     return getattr(dtype, "name", str(dtype))
 
 
+_F16, _F32, _F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
+_BY_CHAR = {"e": _F16, "f": _F32, "d": _F64}  # dtype.char is a cheap C attribute
+
+
+def _classify(op: str, name: str, dtype: Any) -> str:
+    """'e'/'f'/'d' for float16/32/64, 'b' for bfloat16, 'c' for cast-to-float32; else raise."""
+    kind = dtype.kind
+    if kind == "f":
+        char = dtype.char
+        if char in _BY_CHAR:
+            return char
+    elif kind in _CAST_TO_F32:
+        return "c"  # documented: integer and bool inputs become float32
+    elif _dtype_name(dtype) == "bfloat16":
+        return "b"
+    dname = _dtype_name(dtype)
+    if kind == "f":
+        raise DTypeError(f"[{op}] {name} has unsupported dtype {dname}; use float32 or float64")
+    raise DTypeError(f"[{op}] {name} has unsupported dtype {dname} (complex, object, string "
+                     "and other non-real dtypes are not supported)")
+
+
 def as_operands(op: str, names: tuple[str, ...], values: tuple[Any, ...],
                 *, float_only: bool = True) -> tuple[tuple[Operand, ...], np.dtype]:
     """Normalize inputs and find their common compute dtype.
 
-    Returns the operands (cast to the common dtype, C-contiguous) and that dtype.
+    Returns the operands (cast to the common dtype, C-contiguous) and that dtype. Mixed float
+    inputs promote (float64 wins; float16 with float32 gives float32).
     """
     raw = []
+    classes = set()
     for name, value in zip(names, values, strict=True):
         arr = value if type(value) is np.ndarray else _adopt(op, name, value)
-        kind = arr.dtype.kind
-        dname = _dtype_name(arr.dtype)
-        if kind == "f" or dname == "bfloat16":
-            if dname not in _FLOAT_OK:
-                raise DTypeError(f"[{op}] {name} has unsupported dtype {dname}; use float32 "
-                                 "or float64")
-        elif kind in _CAST_TO_F32:
-            pass  # cast below, documented: integer and bool inputs become float32
-        else:
-            raise DTypeError(f"[{op}] {name} has unsupported dtype {dname} (complex, object, "
-                             "string and other non-real dtypes are not supported)")
+        classes.add(_classify(op, name, arr.dtype))
         raw.append(arr)
-    dtype = _common_dtype(raw)
+    if classes == {"f"} or classes == {"f", "c"} or classes == {"c"}:
+        dtype = _F32
+    elif "d" in classes:
+        dtype = _F64
+    elif classes == {"e"}:
+        dtype = _F16
+    elif classes == {"b"}:
+        dtype = raw[0].dtype
+    else:
+        dtype = _F32
     out = []
     for arr in raw:
         on_device = type(arr) is not np.ndarray
@@ -132,20 +154,6 @@ def as_operands(op: str, names: tuple[str, ...], values: tuple[Any, ...],
             copied = True
         out.append(Operand(arr, copied, on_device))
     return tuple(out), dtype
-
-
-def _common_dtype(arrays: list[Any]) -> np.dtype:
-    names = {_dtype_name(a.dtype) for a in arrays if a.dtype.kind == "f"
-             or _dtype_name(a.dtype) == "bfloat16"}
-    if not names or names <= {"float32"}:
-        return np.dtype(np.float32)
-    if "float64" in names:
-        return np.dtype(np.float64)
-    if names == {"float16"}:
-        return np.dtype(np.float16)
-    if names == {"bfloat16"}:
-        return arrays[[_dtype_name(a.dtype) for a in arrays].index("bfloat16")].dtype
-    return np.dtype(np.float32)
 
 
 def to_numpy(x: Any) -> np.ndarray:
