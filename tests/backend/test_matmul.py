@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close, poisoned, rand
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lightning_core as lc
+from conftest import assert_close, poisoned, rand
 from lightning_core.ops.matmul import matmul_reference
 
 dims = st.sampled_from([1, 2, 3, 5, 7, 13, 16, 31, 64, 97, 128])
@@ -67,6 +67,7 @@ def test_int_and_bool_inputs_become_float32():
     np.testing.assert_array_equal(got, (a @ b.astype(np.int64)).astype(np.float32))
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_nan_and_inf_propagate():
     a = np.array([[np.nan, 1.0], [np.inf, 2.0]], np.float32)
     b = np.eye(2, dtype=np.float32)

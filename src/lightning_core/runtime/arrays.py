@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AliasingError, DTypeError, OutBufferError
+from .backend import backend_names, get_backend
 
 __all__ = [
     "Operand",
@@ -27,6 +28,7 @@ __all__ = [
     "to_numpy",
     "is_device_array",
     "array_module",
+    "adopt",
 ]
 
 _CAST_TO_F32 = "biu"
@@ -64,15 +66,26 @@ class Operand:
         self.on_device = on_device
 
 
-def _adopt(op: str, name: str, x: Any) -> Any:
+def _claim(x: Any) -> Any:
+    for adopter in _ADOPTERS:
+        native = adopter(x)
+        if native is not None:
+            return native
+    return None
+
+
+def adopt(op: str, name: str, x: Any) -> Any:
+    """The native array behind ``x``: lc.Tensor storage, a backend's device array, or NumPy."""
     storage = getattr(x, "_lc_storage", None)  # lc.Tensor
     if storage is not None:
         return storage
     if hasattr(x, "__cuda_array_interface__") or _is_cuda_dlpack(x):
-        for adopter in _ADOPTERS:
-            native = adopter(x)
-            if native is not None:
-                return native
+        native = _claim(x)
+        if native is None and "cuda" in backend_names():
+            get_backend("cuda")  # building the backend registers its adopter
+            native = _claim(x)
+        if native is not None:
+            return native
         raise DTypeError(f"[{op}] {name} is a device array but no CUDA backend is available to "
                          "use it (install the 'cuda' extra: CuPy)")
     try:
@@ -129,7 +142,7 @@ def as_operands(op: str, names: tuple[str, ...], values: tuple[Any, ...],
     raw = []
     classes = set()
     for name, value in zip(names, values, strict=True):
-        arr = value if type(value) is np.ndarray else _adopt(op, name, value)
+        arr = value if type(value) is np.ndarray else adopt(op, name, value)
         classes.add(_classify(op, name, arr.dtype))
         raw.append(arr)
     if classes == {"f"} or classes == {"f", "c"} or classes == {"c"}:
@@ -184,8 +197,10 @@ def check_out(op: str, out: Any, shape: tuple[int, ...], dtype: np.dtype,
     ``alias_ok`` allows ``out`` to be exactly one of the inputs (elementwise ops); any other
     overlap with an input raises ``AliasingError``.
     """
-    storage = getattr(out, "_lc_storage", None)
-    arr = storage if storage is not None else out
+    arr = out
+    if type(arr) is not np.ndarray and (hasattr(arr, "_lc_storage")
+                                        or hasattr(arr, "__cuda_array_interface__")):
+        arr = adopt(op, "out", arr)
     if type(arr) is not np.ndarray and not hasattr(arr, "__cuda_array_interface__"):
         raise OutBufferError(f"[{op}] out must be a NumPy array, a device array or an "
                              f"lc.Tensor; got {type(out).__name__}")
