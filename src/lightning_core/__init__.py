@@ -25,7 +25,10 @@ from .errors import (
     SessionMismatchError,
     ShapeError,
 )
+from . import api
 from .ops.matmul import (
+    lightning_matmul,
+    lightning_matmul_into,
     matmul,
     matmul2d,
     matmul2d_into,
