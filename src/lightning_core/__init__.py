@@ -6,6 +6,7 @@ clean keyword-friendly names live in ``lc.api``.
 
 from __future__ import annotations
 
+from . import api
 from . import backends as _backends  # noqa: F401  (registers the backends)
 from ._version import __version__
 from .errors import (
@@ -25,7 +26,12 @@ from .errors import (
     SessionMismatchError,
     ShapeError,
 )
-from . import api
+from .ops.activations import *  # noqa: F403
+from .ops.attention import *  # noqa: F403
+from .ops.conv import *  # noqa: F403
+from .ops.elementwise import *  # noqa: F403
+from .ops.embedding import *  # noqa: F403
+from .ops.linear import *  # noqa: F403
 from .ops.matmul import (
     lightning_matmul,
     lightning_matmul_into,
@@ -39,18 +45,10 @@ from .ops.matmul import (
     matmul_reset_tuning,
     matmul_with_policy,
 )
-from .ops.activations import *  # noqa: F403
-from .ops.attention import *  # noqa: F403
-from .ops.conv import *  # noqa: F403
-from .ops.elementwise import *  # noqa: F403
-from .ops.embedding import *  # noqa: F403
-from .ops.linear import *  # noqa: F403
 from .ops.norm import *  # noqa: F403
 from .ops.softmax import *  # noqa: F403
 from .runtime.api_runtime import *  # noqa: F403
 from .runtime.device import FallbackWarning
-from .runtime.tensor import *  # noqa: F403
-from .sessions import *  # noqa: F403
 from .runtime.policy import (
     AttentionIoPolicy,
     Conv2dIoPolicy,
@@ -59,3 +57,5 @@ from .runtime.policy import (
     VectorAddIoPolicy,
     precision,
 )
+from .runtime.tensor import *  # noqa: F403
+from .sessions import *  # noqa: F403

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import assert_close, lc_to_numpy, poisoned, rand
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lightning_core as lc
-from conftest import assert_close, lc_to_numpy, poisoned, rand
 from lightning_core.ops.attention import attention_reference
 
 seqs = st.one_of(st.sampled_from([1, 2, 3, 5, 7, 13, 31, 64, 97, 127, 131, 199, 200]),

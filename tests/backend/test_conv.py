@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import assert_close, lc_to_numpy, poisoned, rand
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import lightning_core as lc
-from conftest import assert_close, lc_to_numpy, poisoned, rand
 from lightning_core.backends.cpu import conv as cpu_conv
 from lightning_core.ops.conv import conv2d_reference
 

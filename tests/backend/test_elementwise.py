@@ -6,11 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from conftest import assert_close, lc_to_numpy, poisoned, rand
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lightning_core as lc
-from conftest import assert_close, lc_to_numpy, poisoned, rand
 from lightning_core.backends.cpu.nn import erf
 from lightning_core.ops.activations import gelu_reference, relu_reference
 from lightning_core.ops.elementwise import binary_reference

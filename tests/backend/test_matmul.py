@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import assert_close, poisoned, rand
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lightning_core as lc
-from conftest import assert_close, poisoned, rand
 from lightning_core.ops.matmul import matmul_reference
 
 dims = st.sampled_from([1, 2, 3, 5, 7, 13, 16, 31, 64, 97, 128])

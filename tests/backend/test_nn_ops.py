@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import assert_close, cuda_only, lc_to_numpy, poisoned, rand
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lightning_core as lc
-from conftest import assert_close, cuda_only, lc_to_numpy, poisoned, rand
 from lightning_core.ops.embedding import embedding_reference
 from lightning_core.ops.linear import linear_reference
 from lightning_core.ops.norm import layer_norm_reference

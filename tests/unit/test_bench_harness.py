@@ -10,11 +10,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import CUDA, cuda_only
 from hypothesis import given
 from hypothesis import strategies as st
 
 import lightning_core as lc
-from conftest import CUDA, cuda_only
 from lightning_core.bench import report
 from lightning_core.bench.cli import main
 from lightning_core.bench.harness import NotMeasured, Sample, device_event_timer, measure

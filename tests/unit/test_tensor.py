@@ -6,11 +6,11 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import CUDA, assert_close, cuda_only, rand
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lightning_core as lc
-from conftest import CUDA, assert_close, cuda_only, rand
 from lightning_core.ops.matmul import matmul_reference
 from lightning_core.runtime.device import FallbackWarning
 
