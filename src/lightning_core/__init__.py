@@ -59,3 +59,7 @@ from .runtime.policy import (
 )
 from .runtime.tensor import *  # noqa: F403
 from .sessions import *  # noqa: F403
+from .tuning import attention_reset_tuning, tuning_report
+from .tuning import install as _install_tuning
+
+_install_tuning()

@@ -44,8 +44,9 @@ def test_info_without_rich_prints_plain(capsys, monkeypatch):
     assert code == 0 and "Backend capabilities\n" in out and "------" in out
 
 
-def test_info_with_rich(capsys):
+def test_info_with_rich(capsys, monkeypatch):
     pytest.importorskip("rich")
+    monkeypatch.setenv("COLUMNS", "240")  # rich wraps long names in a narrow terminal
     code, out, _ = _run(capsys, "info")
     assert code == 0 and "Backend capabilities" in out and "LC_TRACE_CAPACITY" in out
 
@@ -118,7 +119,8 @@ def test_exit_codes(capsys, argv, code):
 
 @pytest.mark.parametrize("extra", [[], ["--json"]])
 def test_python_dash_m(extra):
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "COLUMNS": "240"}
     proc = subprocess.run([sys.executable, "-m", "lightning_core", "info", *extra],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr

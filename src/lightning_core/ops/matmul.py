@@ -7,6 +7,7 @@ only when asked, on backends that have them; the trace records the precision use
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -131,5 +132,10 @@ def matmul_np_into_with_policy(a: Any, b: Any, out: Any, m: int, k: int, n: int,
 
 
 def matmul_reset_tuning() -> None:
-    """Forget in-memory matmul tuning decisions (the persisted cache is kept)."""
+    """Forget in-memory matmul tuning: routing decisions and tuned entries (the persisted
+    cache is kept and re-read on the next call)."""
     clear_decisions()
+    # ops never imports tuning (it sits above ops); tuning holds entries only once imported.
+    tuning = sys.modules.get("lightning_core.tuning")
+    if tuning is not None:
+        tuning.reset_tuning("matmul")

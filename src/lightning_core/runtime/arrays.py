@@ -37,14 +37,26 @@ _CAST_TO_F32 = "biu"
 _ADOPTERS: list[Callable[[Any], Any]] = []
 
 
-def register_adopter(fn: Callable[[Any], Any]) -> None:
-    """Let a backend claim foreign array objects (CuPy, torch CUDA tensors, DLPack)."""
+# Array types a backend runs on natively (CuPy's ndarray): used as they are, no adoption.
+_NATIVE: set[type] = set()
+
+
+def register_adopter(fn: Callable[[Any], Any], native: type | None = None) -> None:
+    """Let a backend claim foreign array objects (CuPy, torch CUDA tensors, DLPack).
+
+    ``native`` is the backend's own array type, which then takes the fast path.
+    """
     _ADOPTERS.append(fn)
+    if native is not None:
+        _NATIVE.add(native)
 
 
 def is_device_array(x: Any) -> bool:
     """True for arrays that live in device memory (not NumPy)."""
-    return type(x) is not np.ndarray and hasattr(x, "__cuda_array_interface__")
+    t = type(x)
+    if t is np.ndarray:
+        return False
+    return t in _NATIVE or hasattr(x, "__cuda_array_interface__")
 
 
 def array_module(x: Any) -> Any:
@@ -142,7 +154,8 @@ def as_operands(op: str, names: tuple[str, ...], values: tuple[Any, ...],
     raw = []
     classes = set()
     for name, value in zip(names, values, strict=True):
-        arr = value if type(value) is np.ndarray else adopt(op, name, value)
+        t = type(value)
+        arr = value if t is np.ndarray or t in _NATIVE else adopt(op, name, value)
         classes.add(_classify(op, name, arr.dtype))
         raw.append(arr)
     if classes == {"f"} or classes == {"f", "c"} or classes == {"c"}:
@@ -183,6 +196,8 @@ def _extent(arr: Any) -> tuple[int, int]:
     """[start, end) byte addresses of an array's data."""
     if type(arr) is np.ndarray:
         start = arr.__array_interface__["data"][0]
+    elif type(arr) in _NATIVE:
+        start = arr.data.ptr
     else:
         start = arr.__cuda_array_interface__["data"][0]
     return start, start + arr.nbytes
@@ -198,10 +213,11 @@ def check_out(op: str, out: Any, shape: tuple[int, ...], dtype: np.dtype,
     overlap with an input raises ``AliasingError``.
     """
     arr = out
-    if type(arr) is not np.ndarray and (hasattr(arr, "_lc_storage")
-                                        or hasattr(arr, "__cuda_array_interface__")):
+    native = type(arr) is np.ndarray or type(arr) in _NATIVE
+    if not native and (hasattr(arr, "_lc_storage") or hasattr(arr, "__cuda_array_interface__")):
         arr = adopt(op, "out", arr)
-    if type(arr) is not np.ndarray and not hasattr(arr, "__cuda_array_interface__"):
+        native = True
+    if not native:
         raise OutBufferError(f"[{op}] out must be a NumPy array, a device array or an "
                              f"lc.Tensor; got {type(out).__name__}")
     if not hasattr(arr, "dtype") or arr.dtype != dtype:

@@ -72,7 +72,9 @@ class CapturedFunction:
         for i, (value, buf) in enumerate(zip(values, self._static, strict=True)):
             if self.mode == "address" and is_device_array(value):
                 args.append(value)
-                key.append(value.__cuda_array_interface__["data"][0])
+                data = getattr(value, "data", None)  # CuPy: a MemoryPointer, cheap to read
+                key.append(data.ptr if hasattr(data, "ptr")
+                           else value.__cuda_array_interface__["data"][0])
                 continue
             if value is not buf:
                 self._ex.upload("capture", f"input{i}", value, buf)

@@ -1,0 +1,306 @@
+"""CUDA single-head attention: one fused block for tiny problems, a split-KV flash grid else.
+
+Both variants launch ``lc_attention_flash`` (``kernels/attention.cu``, whose header lists the
+launch limits) exactly once: ``fused_small`` as a single block holding every query row,
+``flash_splitkv`` with thin query tiles and the key range split over blocks when SMs would idle.
+``auto`` (the default) takes ``fused_small`` for the tiniest problems and ``flash_splitkv`` else;
+head dims beyond 256 run a composite cuBLAS + CuPy path. Launch plans and split-KV scratch are
+cached per shape and stream, so a repeated call costs one kernel launch. float32 and float16
+inputs compute in float32, float64 inputs in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ...runtime.backend import register
+from .compile import get_function
+
+__all__ = ["attention_auto", "attention_fused_small", "attention_flash_splitkv", "choose_variant"]
+
+_FILE = "attention.cu"
+_DTYPES = ("float32", "float64", "float16")
+_DTYPE_CODE = {"float32": 0, "float64": 1, "float16": 2}
+_THREADS = 128
+# One block runs on one SM: on an H200 a single block matched a grid up to seq 12 (about 4 us
+# either way) and lost beyond (a dedicated one-block kernel took 5.8 vs 4.1 us at seq 32, d 32
+# and 10.4 vs 6.0 us at seq 48, d 48), so only the tiniest problems take it.
+_FUSED_MAX_MACS = 4096
+# Split the key range until about this many blocks per SM exist (keyed by rows per thread).
+# Measured on an H200 (d=64, fp32): 3 was best with 32-row tiles (seq 1024-1536), 2 with 64-row
+# tiles (seq 2048-4096); fewer left SMs idle, more made the partial merge cost more than it
+# saved.
+_BLOCKS_PER_SM = {1: 3, 2: 3, 4: 2}
+# Query tiles of 64 rows (most register reuse) once the grid has this many (q, k) tile pairs
+# per SM (seq >= ~1800 at d=64); below that 32-row tiles, or 16 when even those give under one
+# pair per SM.
+_WIDE_TILE_PAIRS_PER_SM = 6
+_MAX_FLASH_HEAD_DIM = 256
+_STATIC_SMEM = 1024  # the flash kernel's static shared memory, with slack
+_COMPOSITE_BLOCK = 64  # rows per causal block of the composite path
+_CACHE_LIMIT = 64
+
+
+@dataclass(frozen=True)
+class _Limits:
+    sm_count: int
+    smem_per_block: int
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A compiled kernel and its launch geometry."""
+
+    kernel: Any
+    grid: tuple[int, int, int]
+    block: tuple[int, int, int]
+    smem: int
+    acc: type  # numpy scalar type of the kernel's float arguments
+    scratch: tuple[int, int, int] | None  # (part_acc, part_ml, counters) lengths, split-KV only
+
+
+@dataclass(frozen=True)
+class _Launcher:
+    """Everything a cached call needs but the arrays; ``plan`` None means the composite path."""
+
+    plan: _Plan | None
+    scalars: tuple[Any, ...]
+    unused_scratch: bool
+
+
+_limits: dict[int, _Limits] = {}
+_launchers: OrderedDict[tuple[Any, ...], _Launcher] = OrderedDict()
+
+
+def _device() -> tuple[int, _Limits]:
+    import cupy  # noqa: PLC0415 - CuPy only once a CUDA implementation runs
+
+    dev = cupy.cuda.runtime.getDevice()
+    lim = _limits.get(dev)
+    if lim is None:
+        props = cupy.cuda.runtime.getDeviceProperties(dev)
+        optin = int(props.get("sharedMemPerBlockOptin", 0)) or int(props["sharedMemPerBlock"])
+        lim = _limits[dev] = _Limits(int(props["multiProcessorCount"]), optin)
+    return dev, lim
+
+
+def _remember(cache: OrderedDict, key: tuple[Any, ...], value: Any) -> Any:
+    cache[key] = value
+    if len(cache) > _CACHE_LIMIT:
+        cache.popitem(last=False)
+    return value
+
+
+def _acc_bytes(dtype_name: str) -> int:
+    return 8 if dtype_name == "float64" else 4
+
+
+def _flash_shape(d: int, dtype_name: str) -> tuple[int, int, int]:
+    """(padded head dim, rows per thread, keys per thread) before the small-seq adjustment."""
+    dp = max(32, 1 << (d - 1).bit_length())
+    if dtype_name == "float64":
+        # Doubles take two registers each: fewer rows per thread keep the tiles spill-free.
+        rows = {32: 4, 64: 2}.get(dp, 1)
+        keys = 4 if dp == 256 else 8
+    else:
+        rows, keys = (2, 8) if dp == 256 else (4, 8)
+    return dp, rows, keys
+
+
+def _flash_smem_bytes(dp: int, rows: int, keys: int, dtype_name: str) -> int:
+    """Dynamic shared memory of ``lc_attention_flash``: Q, K (P reuses it), V."""
+    bm, bn = 16 * rows, 8 * keys
+    elems = bm * (dp + 4) + max(bn * (dp + 4), bm * (bn + 4)) + bn * dp
+    return elems * _acc_bytes(dtype_name)
+
+
+def choose_variant(seq: int, d: int, dtype_name: str) -> str:
+    """The variant ``auto`` runs for this shape: "fused_small", "flash_splitkv" or "composite"."""
+    _, lim = _device()
+    if seq * seq * d <= _FUSED_MAX_MACS and _flash_config(seq, d, dtype_name, lim, True):
+        return "fused_small"
+    return "flash_splitkv" if _flash_config(seq, d, dtype_name, lim) is not None else "composite"
+
+
+def _flash_config(seq: int, d: int, dtype_name: str, lim: _Limits,
+                  single_block: bool = False) -> tuple[int, int, int] | None:
+    """(padded head dim, rows per thread, keys per thread) of the flash kernel, or None when
+    the head dim is too large for its tiles (or, for one block, the sequence for its rows)."""
+    if d > _MAX_FLASH_HEAD_DIM:
+        return None
+    dp, rows, keys = _flash_shape(d, dtype_name)
+    key_tiles = -(-seq // (8 * keys))
+
+    def pairs(r: int) -> int:
+        return -(-seq // (16 * r)) * key_tiles
+
+    # Shorter sequences: thinner query tiles give more blocks before any split is needed.
+    if not single_block and rows == 4 and pairs(4) < _WIDE_TILE_PAIRS_PER_SM * lim.sm_count:
+        rows = 2
+    while not single_block and rows > 1 and pairs(rows) < lim.sm_count:
+        rows //= 2
+    budget = lim.smem_per_block - _STATIC_SMEM
+    while _flash_smem_bytes(dp, rows, keys, dtype_name) > budget and (rows > 1 or keys > 4):
+        rows, keys = (rows, 4) if keys > 4 else (rows // 2, keys)
+    if _flash_smem_bytes(dp, rows, keys, dtype_name) > budget or (
+            single_block and seq > 16 * rows):
+        return None
+    return dp, rows, keys
+
+
+def _vec_ok(d: int, arrays: tuple[Any, ...]) -> int:
+    """1 when every row starts 16-byte aligned, so the kernels may move 4 values at a time."""
+    return int(d % 4 == 0 and all(a.data.ptr % 16 == 0 for a in arrays))
+
+
+def _acc_type(dtype_name: str) -> type:
+    return np.float64 if dtype_name == "float64" else np.float32
+
+
+def _splits(tiles: int, key_tiles: int, sm_count: int, rows: int) -> int:
+    """Blocks per query tile so that about ``_BLOCKS_PER_SM`` blocks per SM exist, with every
+    split getting the same whole number of key tiles."""
+    want = -(-_BLOCKS_PER_SM[rows] * sm_count // tiles)
+    if want <= 1:
+        return 1
+    per_split = -(-key_tiles // min(want, key_tiles))
+    return -(-key_tiles // per_split)
+
+
+def _flash_plan(seq: int, d: int, dtype_name: str, vec: int,
+                config: tuple[int, int, int], lim: _Limits, single_block: bool) -> _Plan:
+    dp, rows, keys = config
+    tiles = -(-seq // (16 * rows))
+    splits = 1 if single_block else _splits(tiles, -(-seq // (8 * keys)), lim.sm_count, rows)
+    smem = _flash_smem_bytes(dp, rows, keys, dtype_name)
+    kernel = get_function(_FILE, "lc_attention_flash", {
+        "LC_DTYPE": _DTYPE_CODE[dtype_name], "VEC_IO": vec, "HEAD_DIM_P": dp,
+        "ROWS_PT": rows, "KEYS_PT": keys})
+    kernel.max_dynamic_shared_size_bytes = max(kernel.max_dynamic_shared_size_bytes, smem)
+    bm = 16 * rows
+    scratch = (tiles * splits * bm * dp, tiles * splits * 2 * bm, tiles) if splits > 1 else None
+    return _Plan(kernel, (splits, tiles, 1), (_THREADS, 1, 1), smem,
+                 _acc_type(dtype_name), scratch)
+
+
+def _scratch(plan: _Plan, stream: Any) -> tuple[Any, Any, Any]:
+    """Split-KV partials and zeroed counters. Launchers are cached per stream, so two streams
+    running the same shape never share counters."""
+    import cupy  # noqa: PLC0415
+
+    n_acc, n_ml, n_cnt = plan.scratch
+    with stream:
+        return (cupy.empty(n_acc, plan.acc), cupy.empty(n_ml, plan.acc),
+                cupy.zeros(n_cnt, np.int32))
+
+
+def _launcher(requested: str, seq: int, d: int, dtype_name: str, causal: bool,
+              scale: float | None, post: tuple[float, float, bool] | None, vec: int,
+              stream: Any) -> _Launcher:
+    _, lim = _device()
+    variant = choose_variant(seq, d, dtype_name) if requested == "auto" else requested
+    single = variant == "fused_small"
+    config = _flash_config(seq, d, dtype_name, lim, single)
+    if single and config is None:  # more rows than one block holds: the auto choice runs
+        variant = choose_variant(seq, d, dtype_name)
+        single = variant == "fused_small"
+        config = _flash_config(seq, d, dtype_name, lim, single)
+    if config is None:
+        return _Launcher(None, (), False)
+    plan = _flash_plan(seq, d, dtype_name, vec, config, lim, single)
+    acc = plan.acc
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    out_scale, out_bias, relu = (1.0, 0.0, False) if post is None else post
+    scalars = (np.int32(seq), np.int32(d), np.int32(bool(causal)), acc(scale), acc(out_scale),
+               acc(out_bias), np.int32(bool(relu)))
+    if plan.scratch is None:
+        return _Launcher(plan, scalars, True)
+    return _Launcher(plan, scalars + _scratch(plan, stream), False)
+
+
+def _run(requested: str, q: Any, k: Any, v: Any, out: Any, stream: Any, causal: bool,
+         scale: float | None, post: tuple[float, float, bool] | None) -> None:
+    import cupy  # noqa: PLC0415
+
+    seq, d = q.shape
+    vec = _vec_ok(d, (q, k, v, out))
+    key = (requested, seq, d, q.dtype.char, causal, scale, post, vec,
+           cupy.cuda.runtime.getDevice(), stream.ptr)
+    launch = _launchers.get(key)
+    if launch is None:
+        launch = _remember(_launchers, key, _launcher(requested, seq, d, q.dtype.name, causal,
+                                                      scale, post, vec, stream))
+    plan = launch.plan
+    if plan is None:
+        _composite(q, k, v, out, stream, causal, scale, post)
+        return
+    # With one split the kernel never touches its scratch pointers: any device pointer does.
+    args = (q, k, v, out, *launch.scalars, out, out, out) if launch.unused_scratch \
+        else (q, k, v, out, *launch.scalars)
+    plan.kernel(plan.grid, plan.block, args, stream=stream, shared_mem=plan.smem)
+
+
+def _composite(q: Any, k: Any, v: Any, out: Any, stream: Any, causal: bool,
+               scale: float | None, post: tuple[float, float, bool] | None) -> None:
+    """Head dims the flash kernel cannot hold: cuBLAS products and CuPy element-wise steps.
+
+    CuPy's float32 products are true fp32 unless the process set CUPY_TF32. Under a causal
+    mask the product runs in row blocks: keys before a block are visible to all its rows, and
+    the diagonal block drops masked keys by selection, so 0 * Inf never reaches a row.
+    """
+    import cupy  # noqa: PLC0415
+
+    seq, d = q.shape
+    work = np.float64 if q.dtype == np.float64 else np.float32
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    with stream:
+        qw, kw, vw = (a.astype(work, copy=False) for a in (q, k, v))
+        scores = (qw @ kw.T) * work(scale)
+        if causal:
+            scores[cupy.triu(cupy.ones((seq, seq), dtype=bool), 1)] = -np.inf
+        scores -= scores.max(axis=1, keepdims=True)
+        p = cupy.exp(scores)
+        p /= p.sum(axis=1, keepdims=True)
+        if causal:
+            res = cupy.empty((seq, d), work)
+            tri = cupy.tril(cupy.ones((_COMPOSITE_BLOCK, _COMPOSITE_BLOCK), dtype=bool))
+            for r0 in range(0, seq, _COMPOSITE_BLOCK):
+                r1 = min(seq, r0 + _COMPOSITE_BLOCK)
+                diag = p[r0:r1, r0:r1, None] * vw[None, r0:r1]
+                block = cupy.where(tri[:r1 - r0, :r1 - r0, None], diag, 0).sum(axis=1)
+                res[r0:r1] = block + p[r0:r1, :r0] @ vw[:r0] if r0 else block
+        else:
+            res = p @ vw
+        if post is not None:
+            res = res * work(post[0]) + work(post[1])
+            if post[2]:
+                cupy.maximum(res, 0, out=res)
+        out[...] = res.astype(out.dtype, copy=False)
+
+
+@register("cuda", "attention", "auto", dtypes=_DTYPES)
+def attention_auto(q: Any, k: Any, v: Any, *, out: Any, stream: Any, precision: str,
+                   causal: bool, scale: float | None, post: Any) -> None:
+    """Shape-chosen attention (see ``choose_variant``); fp32 math whatever ``precision`` says."""
+    _run("auto", q, k, v, out, stream, causal, scale, post)
+
+
+@register("cuda", "attention", "fused_small", dtypes=_DTYPES)
+def attention_fused_small(q: Any, k: Any, v: Any, *, out: Any, stream: Any, precision: str,
+                          causal: bool, scale: float | None, post: Any) -> None:
+    """One block, one launch; a sequence longer than one block's query rows (64 at most) runs
+    the ``auto`` choice instead."""
+    _run("fused_small", q, k, v, out, stream, causal, scale, post)
+
+
+@register("cuda", "attention", "flash_splitkv", dtypes=_DTYPES)
+def attention_flash_splitkv(q: Any, k: Any, v: Any, *, out: Any, stream: Any, precision: str,
+                            causal: bool, scale: float | None, post: Any) -> None:
+    """Online-softmax tiles, the key range split over blocks when SMs would idle; head dims
+    beyond its tiles run the composite (cuBLAS + CuPy) path."""
+    _run("flash_splitkv", q, k, v, out, stream, causal, scale, post)

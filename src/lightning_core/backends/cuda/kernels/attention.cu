@@ -1,0 +1,397 @@
+// Single-head attention forward: out = post(softmax(Q K^T * scale, causal mask j > i) V).
+//
+// lc_attention_flash: online softmax (FlashAttention-2 style). A block of 128 threads owns
+// BLOCK_M = 16 * ROWS_PT query rows and walks key/value tiles of BLOCK_N = 8 * KEYS_PT keys
+// staged in shared memory; each thread keeps a ROWS_PT x KEYS_PT tile of S and a ROWS_PT x
+// HEAD_DIM_P / 8 tile of O in registers (rows ty + 16 * a, keys tx + 8 * b: strided so that the
+// rows and keys one warp reads lie in distinct banks). grid = (splits, query tiles).
+// With splits > 1 the key range of a query tile is divided between blocks (split-KV, for
+// sequences whose query tiles alone leave SMs idle); each block writes a partial (m, l, acc)
+// and the last block of the tile to arrive, found with an atomic counter, merges the partials
+// and writes the output, so the op is always one launch. Launch limits: head_dim <= 256,
+// dynamic shared memory up to ~170 KB (opt-in). backends/cuda/attention.py picks the variant:
+//   fused_small    grid (1, 1): one block holds every query row, no split; scores, softmax,
+//                  P V and the postprocess in one launch (tiny problems, seq <= 64).
+//   flash_splitkv  thinner query tiles and a split count chosen from the SM count.
+//
+// Compile-time defines (NVRTC -D):
+//   LC_DTYPE     0 float32, 1 float64, 2 float16 (stored as raw bits, computed in float32)
+//   VEC_IO       1 when head_dim % 4 == 0 and every pointer is 16-byte aligned
+//   HEAD_DIM_P   head_dim rounded up to 32, 64, 128 or 256 (zero padded)
+//   ROWS_PT      query rows per thread (1, 2 or 4)
+//   KEYS_PT      keys per thread per tile (4 or 8)
+//
+// Scores are kept in the log2 domain (Q is multiplied by scale * log2(e) on load) so every
+// exponential is one exp2. Rows with every key masked cannot occur for a valid row, but the
+// running-max update still guards -inf so padded rows never produce NaN.
+
+#ifndef LC_DTYPE
+#define LC_DTYPE 0
+#endif
+#ifndef VEC_IO
+#define VEC_IO 0
+#endif
+#ifndef HEAD_DIM_P
+#define HEAD_DIM_P 64
+#endif
+#ifndef ROWS_PT
+#define ROWS_PT 4
+#endif
+#ifndef KEYS_PT
+#define KEYS_PT 8
+#endif
+
+#if LC_DTYPE == 1
+typedef double acc_t;
+typedef double io_t;
+typedef double2 vec_t;  // 16 bytes: two values
+#define LC_NEG_INF (-__longlong_as_double(0x7ff0000000000000LL))
+#else
+typedef float acc_t;
+typedef float4 vec_t;  // 16 bytes: four values
+#define LC_NEG_INF (-__int_as_float(0x7f800000))
+#if LC_DTYPE == 2
+typedef unsigned short io_t;  // float16 bits, converted with cvt (no cuda_fp16.h needed)
+#else
+typedef float io_t;
+#endif
+#endif
+#define LC_LOG2E 1.4426950408889634
+#define LC_VECS (4 * (int)sizeof(acc_t) / 16)  // 16-byte pieces in four values
+
+struct acc4 {
+    acc_t v[4];
+};
+
+__device__ __forceinline__ acc_t lc_to_acc(io_t h) {
+#if LC_DTYPE == 2
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+#else
+    return h;
+#endif
+}
+
+__device__ __forceinline__ io_t lc_from_acc(acc_t f) {
+#if LC_DTYPE == 2
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+#else
+    return f;
+#endif
+}
+
+// Four values at a 16-byte aligned address: plain shared memory, or global through L2 only
+// (cg: partials written by other blocks must not come from a stale L1 line).
+template <bool CG>
+__device__ __forceinline__ acc4 lc_ld4(const acc_t* p) {
+    union { vec_t q[LC_VECS]; acc_t v[4]; } u;
+#pragma unroll
+    for (int i = 0; i < LC_VECS; ++i) {
+        u.q[i] = CG ? __ldcg(reinterpret_cast<const vec_t*>(p) + i)
+                    : reinterpret_cast<const vec_t*>(p)[i];
+    }
+    return {{u.v[0], u.v[1], u.v[2], u.v[3]}};
+}
+
+template <bool CG>
+__device__ __forceinline__ void lc_st4(acc_t* p, const acc4& a) {
+    union { vec_t q[LC_VECS]; acc_t v[4]; } u = {};
+#pragma unroll
+    for (int e = 0; e < 4; ++e) u.v[e] = a.v[e];
+#pragma unroll
+    for (int i = 0; i < LC_VECS; ++i) {
+        if (CG) {
+            __stcg(reinterpret_cast<vec_t*>(p) + i, u.q[i]);
+        } else {
+            reinterpret_cast<vec_t*>(p)[i] = u.q[i];
+        }
+    }
+}
+
+__device__ __forceinline__ acc_t lc_post(acc_t o, acc_t out_scale, acc_t out_bias, int relu) {
+    const acc_t r = o * out_scale + out_bias;
+    return (relu && r < (acc_t)0) ? (acc_t)0 : r;
+}
+
+// Copies rows [row0, row0 + rows) of a [seq, d] matrix into a shared tile with row stride ld
+// and width width (a multiple of 4), multiplying by mul; rows >= seq and columns >= d are zero.
+__device__ __forceinline__ void lc_load_tile(acc_t* dst, int ld, int width, int rows,
+                                             const io_t* __restrict__ src, int row0, int seq,
+                                             int d, acc_t mul, int tid, int nthreads) {
+    const int w4 = width >> 2;
+    for (int idx = tid; idx < rows * w4; idx += nthreads) {
+        const int r = idx / w4;
+        const int c = (idx - r * w4) << 2;
+        acc4 val = {{(acc_t)0, (acc_t)0, (acc_t)0, (acc_t)0}};
+        if (row0 + r < seq && c < d) {
+            const io_t* p = src + (size_t)(row0 + r) * d + c;
+#if VEC_IO && LC_DTYPE == 2
+            const uint2 t = __ldg(reinterpret_cast<const uint2*>(p));
+            const io_t h[4] = {(io_t)(t.x & 0xffffu), (io_t)(t.x >> 16),
+                               (io_t)(t.y & 0xffffu), (io_t)(t.y >> 16)};
+#pragma unroll
+            for (int e = 0; e < 4; ++e) val.v[e] = lc_to_acc(h[e]) * mul;
+#elif VEC_IO
+            val = lc_ld4<false>(reinterpret_cast<const acc_t*>(p));
+#pragma unroll
+            for (int e = 0; e < 4; ++e) val.v[e] *= mul;
+#else
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                if (c + e < d) val.v[e] = lc_to_acc(p[e]) * mul;
+            }
+#endif
+        }
+        lc_st4<false>(dst + r * ld + c, val);
+    }
+}
+
+// Writes post(o * il) for row `row`, columns [c, c + 4) clipped to d.
+__device__ __forceinline__ void lc_store_out4(io_t* __restrict__ out, int row, int c, int d,
+                                              const acc4& o, acc_t il, acc_t out_scale,
+                                              acc_t out_bias, int relu) {
+    io_t* p = out + (size_t)row * d + c;
+    io_t h[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) h[e] = lc_from_acc(lc_post(o.v[e] * il, out_scale, out_bias, relu));
+#if VEC_IO && LC_DTYPE == 2
+    *reinterpret_cast<uint2*>(p) = make_uint2((unsigned int)h[0] | ((unsigned int)h[1] << 16),
+                                              (unsigned int)h[2] | ((unsigned int)h[3] << 16));
+#elif VEC_IO
+    lc_st4<false>(reinterpret_cast<acc_t*>(p), {{h[0], h[1], h[2], h[3]}});
+#else
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+        if (c + e < d) p[e] = h[e];
+    }
+#endif
+}
+
+// o[a] += sum_jj p[a][jj] * V[jj] for four V rows starting at v (row stride ld). With guard a
+// zero weight leaves o untouched: 0 * (Inf or NaN in a masked V row) must not reach o.
+template <int ROWS>
+__device__ __forceinline__ void lc_pv4(acc4 (&o)[ROWS], const acc4 (&p)[ROWS], const acc4& vv,
+                                       int jj, bool guard) {
+#pragma unroll
+    for (int a = 0; a < ROWS; ++a) {
+        const acc_t pa = p[a].v[jj];
+        const bool skip = guard && pa == (acc_t)0;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o[a].v[e] = skip ? o[a].v[e] : fma(pa, vv.v[e], o[a].v[e]);
+    }
+}
+
+#define LC_BLOCK_M (16 * ROWS_PT)
+#define LC_BLOCK_N (8 * KEYS_PT)
+#define LC_LDK (HEAD_DIM_P + 4)
+#define LC_LDV HEAD_DIM_P
+#define LC_LDP (LC_BLOCK_N + 4)
+// P reuses the K tile's shared memory once every warp has finished Q K^T (one more barrier per
+// tile): a 64-row fp32 block needs 51 KB instead of 68 KB.
+#define LC_KP_ELEMS (LC_BLOCK_N * LC_LDK > LC_BLOCK_M * LC_LDP ? LC_BLOCK_N * LC_LDK \
+                                                               : LC_BLOCK_M * LC_LDP)
+#define LC_NG (HEAD_DIM_P / 32)
+
+// Reduction over the 8 lanes (tx = lane & 7) that share a query row.
+template <bool MAX>
+__device__ __forceinline__ acc_t lc_row_reduce8(acc_t x) {
+#pragma unroll
+    for (int off = 1; off < 8; off <<= 1) {
+        const acc_t y = __shfl_xor_sync(0xffffffffu, x, off);
+        x = MAX ? fmax(x, y) : x + y;
+    }
+    return x;
+}
+
+// part_acc: [tiles][splits][BLOCK_M][HEAD_DIM_P], part_ml: [tiles][splits][2][BLOCK_M],
+// counters: [tiles] ints, zero before the first launch; the merging block resets its counter.
+extern "C" __global__ void __launch_bounds__(128)
+lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
+                   const io_t* __restrict__ v, io_t* __restrict__ out, int seq, int d,
+                   int causal, acc_t scale, acc_t out_scale, acc_t out_bias, int relu,
+                   acc_t* __restrict__ part_acc, acc_t* __restrict__ part_ml,
+                   int* __restrict__ counters) {
+    extern __shared__ __align__(16) unsigned char lc_smem_raw[];
+    acc_t* qs = reinterpret_cast<acc_t*>(lc_smem_raw);
+    acc_t* ks = qs + LC_BLOCK_M * LC_LDK;
+    acc_t* ps = ks;
+    acc_t* vs = ks + LC_KP_ELEMS;
+    __shared__ int is_last;
+
+    const int tid = threadIdx.x;
+    const int tx = tid & 7;
+    const int ty = tid >> 3;
+    const int splits = gridDim.x;
+    const int split = blockIdx.x;
+    // Heaviest (latest, under a causal mask) query tiles are scheduled first.
+    const int tile = gridDim.y - 1 - blockIdx.y;
+    const int q0 = tile * LC_BLOCK_M;
+    const int kv_end = causal ? min(seq, q0 + LC_BLOCK_M) : seq;
+    const int nk = (kv_end + LC_BLOCK_N - 1) / LC_BLOCK_N;
+    const int kt_begin = (int)(((long long)split * nk) / splits);
+    const int kt_end = (int)(((long long)(split + 1) * nk) / splits);
+
+    acc_t m_run[ROWS_PT], l_run[ROWS_PT];
+    acc4 acc[ROWS_PT][LC_NG] = {};
+#pragma unroll
+    for (int a = 0; a < ROWS_PT; ++a) {
+        m_run[a] = LC_NEG_INF;
+        l_run[a] = (acc_t)0;
+    }
+
+    if (kt_begin < kt_end) {
+        lc_load_tile(qs, LC_LDK, HEAD_DIM_P, LC_BLOCK_M, q, q0, seq, d,
+                     scale * (acc_t)LC_LOG2E, tid, 128);
+    }
+    for (int kt = kt_begin; kt < kt_end; ++kt) {
+        const int key0 = kt * LC_BLOCK_N;
+        __syncthreads();  // the previous tile's K/P and V are no longer read
+        lc_load_tile(ks, LC_LDK, HEAD_DIM_P, LC_BLOCK_N, k, key0, seq, d, (acc_t)1, tid, 128);
+        lc_load_tile(vs, LC_LDV, HEAD_DIM_P, LC_BLOCK_N, v, key0, seq, d, (acc_t)1, tid, 128);
+        __syncthreads();
+
+        acc_t s[ROWS_PT][KEYS_PT] = {};
+#pragma unroll 4
+        for (int c = 0; c < HEAD_DIM_P; c += 4) {
+            acc4 qa[ROWS_PT];
+#pragma unroll
+            for (int a = 0; a < ROWS_PT; ++a) {
+                qa[a] = lc_ld4<false>(qs + (ty + 16 * a) * LC_LDK + c);
+            }
+#pragma unroll
+            for (int b = 0; b < KEYS_PT; ++b) {
+                const acc4 kb = lc_ld4<false>(ks + (tx + 8 * b) * LC_LDK + c);
+#pragma unroll
+                for (int a = 0; a < ROWS_PT; ++a)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) s[a][b] = fma(qa[a].v[e], kb.v[e], s[a][b]);
+            }
+        }
+        __syncthreads();  // K is read by every warp; P overwrites it next
+
+        const bool diagonal = causal && key0 + LC_BLOCK_N - 1 > q0;
+        const bool need_mask = diagonal || key0 + LC_BLOCK_N > seq;
+#pragma unroll
+        for (int a = 0; a < ROWS_PT; ++a) {
+            const int row = q0 + ty + 16 * a;
+            acc_t mx = LC_NEG_INF;
+#pragma unroll
+            for (int b = 0; b < KEYS_PT; ++b) {
+                const int key = key0 + tx + 8 * b;
+                if (need_mask && (key >= seq || (causal && key > row))) s[a][b] = LC_NEG_INF;
+                mx = fmax(mx, s[a][b]);
+            }
+            const acc_t m_new = fmax(m_run[a], lc_row_reduce8<true>(mx));
+            const acc_t m_use = (m_new == LC_NEG_INF) ? (acc_t)0 : m_new;
+            const acc_t alpha = exp2(m_run[a] - m_use);
+            acc_t sum = (acc_t)0;
+#pragma unroll
+            for (int b = 0; b < KEYS_PT; ++b) {
+                const acc_t p = exp2(s[a][b] - m_use);
+                ps[(ty + 16 * a) * LC_LDP + tx + 8 * b] = p;
+                sum += p;
+            }
+            l_run[a] = l_run[a] * alpha + lc_row_reduce8<false>(sum);
+            m_run[a] = m_new;
+#pragma unroll
+            for (int g = 0; g < LC_NG; ++g)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[a][g].v[e] *= alpha;
+        }
+        // P rows of this warp were written by this warp only.
+        __syncwarp();
+
+#pragma unroll 2
+        for (int j = 0; j < LC_BLOCK_N; j += 4) {
+            acc4 p[ROWS_PT];
+#pragma unroll
+            for (int a = 0; a < ROWS_PT; ++a) p[a] = lc_ld4<false>(ps + (ty + 16 * a) * LC_LDP + j);
+#pragma unroll
+            for (int jj = 0; jj < 4; ++jj) {
+#pragma unroll
+                for (int g = 0; g < LC_NG; ++g) {
+                    acc4 og[ROWS_PT];
+#pragma unroll
+                    for (int a = 0; a < ROWS_PT; ++a) og[a] = acc[a][g];
+                    lc_pv4<ROWS_PT>(og, p, lc_ld4<false>(vs + (j + jj) * LC_LDV + g * 32 + tx * 4),
+                                    jj, diagonal);
+#pragma unroll
+                    for (int a = 0; a < ROWS_PT; ++a) acc[a][g] = og[a];
+                }
+            }
+        }
+    }
+
+    if (splits == 1) {
+#pragma unroll
+        for (int a = 0; a < ROWS_PT; ++a) {
+            const int row = q0 + ty + 16 * a;
+            const acc_t il = (l_run[a] > (acc_t)0) ? (acc_t)1 / l_run[a] : (acc_t)0;
+#pragma unroll
+            for (int g = 0; g < LC_NG; ++g) {
+                const int c = g * 32 + tx * 4;
+                if (row < seq && c < d) {
+                    lc_store_out4(out, row, c, d, acc[a][g], il, out_scale, out_bias, relu);
+                }
+            }
+        }
+        return;
+    }
+
+    // Split-KV: publish this block's partial state, then the last block of the tile merges.
+    const size_t slot = (size_t)tile * splits + split;
+#pragma unroll
+    for (int a = 0; a < ROWS_PT; ++a) {
+        const int r = ty + 16 * a;
+#pragma unroll
+        for (int g = 0; g < LC_NG; ++g) {
+            lc_st4<true>(part_acc + (slot * LC_BLOCK_M + r) * HEAD_DIM_P + g * 32 + tx * 4,
+                         acc[a][g]);
+        }
+        if (tx == 0) {
+            __stcg(part_ml + slot * 2 * LC_BLOCK_M + r, m_run[a]);
+            __stcg(part_ml + slot * 2 * LC_BLOCK_M + LC_BLOCK_M + r, l_run[a]);
+        }
+    }
+    __threadfence();  // partials are visible device-wide before the counter moves
+    __syncthreads();
+    if (tid == 0) is_last = atomicAdd(counters + tile, 1) == splits - 1;
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+
+    const acc_t* ml = part_ml + (size_t)tile * splits * 2 * LC_BLOCK_M;
+#pragma unroll
+    for (int a = 0; a < ROWS_PT; ++a) {
+        const int r = ty + 16 * a;
+        if (q0 + r >= seq) continue;
+        acc_t m_all = LC_NEG_INF;
+        for (int i = 0; i < splits; ++i) m_all = fmax(m_all, __ldcg(ml + i * 2 * LC_BLOCK_M + r));
+        acc_t l_all = (acc_t)0;
+        acc4 o[LC_NG] = {};
+        for (int i = 0; i < splits; ++i) {
+            const acc_t mi = __ldcg(ml + i * 2 * LC_BLOCK_M + r);
+            if (mi == LC_NEG_INF) continue;  // an empty split contributes nothing
+            const acc_t w = exp2(mi - m_all);
+            l_all += w * __ldcg(ml + i * 2 * LC_BLOCK_M + LC_BLOCK_M + r);
+            const acc_t* src = part_acc + (((size_t)tile * splits + i) * LC_BLOCK_M + r)
+                                              * HEAD_DIM_P + tx * 4;
+#pragma unroll
+            for (int g = 0; g < LC_NG; ++g) {
+                const acc4 t = lc_ld4<true>(src + g * 32);
+#pragma unroll
+                for (int e = 0; e < 4; ++e) o[g].v[e] = fma(w, t.v[e], o[g].v[e]);
+            }
+        }
+        const acc_t il = (l_all > (acc_t)0) ? (acc_t)1 / l_all : (acc_t)0;
+#pragma unroll
+        for (int g = 0; g < LC_NG; ++g) {
+            const int c = g * 32 + tx * 4;
+            if (c < d) lc_store_out4(out, q0 + r, c, d, o[g], il, out_scale, out_bias, relu);
+        }
+    }
+    if (tid == 0) counters[tile] = 0;  // ready for the next launch (and graph replays)
+}

@@ -1,0 +1,95 @@
+"""Timers the suites add to the harness: pipelined calls and L2-flushed CUDA-event timing.
+
+``pipelined`` times ``batch`` back-to-back calls followed by one sync and reports the cost per
+call (how a loop that never waits performs). The event timers bracket one call with CUDA
+events after writing a buffer larger than the L2 cache, so each timed kernel reads its inputs
+from HBM, as it would inside a real model, instead of from a warm L2 (50 MB on an H100/H200,
+enough to hold every input of most seed cases).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..harness import Sample, _sample, measure
+
+__all__ = ["pipelined", "pipeline_batch", "cupy_event_timer", "torch_event_timer", "flush_bytes"]
+
+# The L2 flush buffer is at least this big even when the device reports a smaller L2.
+_MIN_FLUSH_BYTES = 64 << 20
+
+
+def pipelined(fn: Callable[[], Any], sync: Callable[[], Any], *, batch: int,
+              **timing: Any) -> Sample:
+    """Per-call time of ``batch`` calls of ``fn`` then one ``sync`` (raw samples per call)."""
+    batch = max(1, int(batch))
+
+    def burst() -> None:
+        for _ in range(batch):
+            fn()
+
+    whole = measure(burst, sync=sync, **timing)
+    return Sample.from_ns([round(v / batch) for v in whole.raw_ns])
+
+
+def pipeline_batch(per_call_ns: float, *, target_ns: float = 2e6, cap: int = 64) -> int:
+    """How many calls one pipelined sample should hold: about 2 ms of work, at most ``cap``."""
+    if per_call_ns <= 0:
+        return cap
+    return max(1, min(cap, int(target_ns // per_call_ns)))
+
+
+def flush_bytes(l2_bytes: int) -> int:
+    """Size of the buffer written between timed calls: twice the L2, at least 64 MiB."""
+    return max(2 * int(l2_bytes), _MIN_FLUSH_BYTES)
+
+
+def _counted(timing: dict[str, Any]) -> dict[str, Any]:
+    # The flush and the host wait dwarf a small kernel, so a minimum of timed device work
+    # would take thousands of samples: event timers stop at ``iters`` samples instead.
+    return {**timing, "min_time_s": 0.0}
+
+
+def cupy_event_timer(fn: Callable[[], Any], **timing: Any) -> Sample:
+    """Device time of ``fn`` on CuPy's current stream, by CUDA events, L2 flushed before each.
+
+    Lightning Core orders its own stream after the caller's current stream and the caller's
+    stream after its result, so events on the current stream bracket the whole call.
+    """
+    import cupy  # noqa: PLC0415 - only on the GPU
+
+    dev = cupy.cuda.Device()
+    scratch = cupy.empty(flush_bytes(dev.attributes["L2CacheSize"]), dtype=cupy.uint8)
+    stream = cupy.cuda.get_current_stream()
+    begin, end = cupy.cuda.Event(), cupy.cuda.Event()
+
+    def run_once() -> int:
+        scratch.fill(0)
+        begin.record(stream)
+        fn()
+        end.record(stream)
+        end.synchronize()
+        return int(round(cupy.cuda.get_elapsed_time(begin, end) * 1e6))
+
+    return _sample(run_once, clock=time.perf_counter_ns, **_counted(timing))
+
+
+def torch_event_timer(torch: Any, fn: Callable[[], Any], **timing: Any) -> Sample:
+    """Device time of ``fn`` on torch's current stream, by CUDA events, L2 flushed before each."""
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    l2 = int(getattr(props, "L2_cache_size", 0))
+    scratch = torch.empty(flush_bytes(l2), dtype=torch.uint8, device="cuda")
+    begin = torch.cuda.Event(enable_timing=True)
+    end = torch.cuda.Event(enable_timing=True)
+
+    def run_once() -> int:
+        scratch.zero_()
+        begin.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return int(round(begin.elapsed_time(end) * 1e6))
+
+    return _sample(run_once, clock=time.perf_counter_ns, **_counted(timing))

@@ -1,0 +1,248 @@
+"""CUDA attention and conv2d kernels: every registered variant vs the float64 reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import assert_close, cuda_only, lc_to_numpy, poisoned, rand
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lightning_core as lc
+from lightning_core.errors import ShapeError
+from lightning_core.ops.attention import attention_reference
+from lightning_core.ops.conv import conv2d_reference
+from lightning_core.runtime.backend import get_backend, implementations
+
+pytestmark = cuda_only
+
+SEQS = [1, 2, 3, 5, 8, 12, 13, 31, 48, 96, 127, 129, 192]
+HEAD_DIMS = [1, 8, 12, 48, 64, 80, 128, 256]
+POSTS = [None, (1.5, -0.25, False), (0.5, 0.1, True)]
+HEADLINE = [(8, 16), (8, 32), (12, 12), (48, 48), (96, 48), (192, 48), (192, 8)]
+
+
+def _cp():
+    import cupy
+
+    return cupy
+
+
+def _stream():
+    return get_backend("cuda").stream
+
+
+def _launch(fn, *args, **kwargs):
+    """Run an implementation on the backend's stream after the test's own uploads (queued on
+    CuPy's default stream, which the backend's non-blocking stream does not wait for)."""
+    _cp().cuda.Device().synchronize()
+    used = fn(*args, stream=_stream(), **kwargs)
+    _stream().synchronize()
+    return used
+
+
+def _variants(op: str, dtype) -> list:
+    impls = [i for i in implementations("cuda", op) if np.dtype(dtype).name in i.dtypes]
+    assert impls, f"no CUDA implementation of {op} for {np.dtype(dtype).name}"
+    return impls
+
+
+def _attention_case(rng, seq, d, dtype, *, scale=1.0):
+    return tuple(rand(rng, seq, d, dtype=dtype, scale=scale) for _ in range(3))
+
+
+def _check_attention_variants(q, k, v, causal, post, dtype, tol_scale=1.0):
+    cp = _cp()
+    seq, d = q.shape
+    ref = attention_reference(q, k, v, causal, 1.0 / math.sqrt(d), post)
+    qd, kd, vd = (cp.asarray(a) for a in (q, k, v))
+    for impl in _variants("attention", dtype):
+        out = poisoned((seq, d), dtype=dtype, device="cuda")
+        _launch(impl.fn, qd, kd, vd, out=out, precision="fp32", causal=causal,
+                scale=1.0 / math.sqrt(d), post=post)
+        try:
+            assert_close(out, ref, dtype, scale=tol_scale)
+        except AssertionError as exc:
+            raise AssertionError(f"{impl.name} seq={seq} d={d} causal={causal} post={post} "
+                                 f"dtype={np.dtype(dtype).name}: {exc}") from None
+
+
+@settings(max_examples=40, deadline=None)
+@given(seq=st.sampled_from(SEQS), d=st.sampled_from(HEAD_DIMS), causal=st.booleans(),
+       post=st.sampled_from(POSTS),
+       dtype=st.sampled_from([np.float32, np.float64, np.float16]))
+def test_attention_every_variant_random_shapes(seq, d, causal, post, dtype):
+    rng = np.random.default_rng(seq * 1009 + d * 7 + causal)
+    q, k, v = _attention_case(rng, seq, d, dtype)
+    _check_attention_variants(q, k, v, causal, post, dtype)
+
+
+@pytest.mark.parametrize("seq,d", [(1000, 64), (4097, 64), (1000, 80), (600, 256), (1536, 128)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_long_sequences_split_kv(seq, d, causal):
+    rng = np.random.default_rng(seq + d + causal)
+    q, k, v = _attention_case(rng, seq, d, np.float32)
+    _check_attention_variants(q, k, v, causal, (1.25, 0.5, True), np.float32, tol_scale=2.0)
+
+
+@pytest.mark.parametrize("seq", [700, 2048])
+def test_attention_long_float64_and_float16(seq):
+    rng = np.random.default_rng(seq)
+    for dtype in (np.float64, np.float16):
+        q, k, v = _attention_case(rng, seq, 64, dtype)
+        _check_attention_variants(q, k, v, True, None, dtype)
+
+
+@pytest.mark.parametrize("seq,d", HEADLINE)
+def test_attention_headline_cases_are_one_kernel(seq, d):
+    from lightning_core.backends.cuda.attention import choose_variant
+
+    assert choose_variant(seq, d, "float32") in ("fused_small", "flash_splitkv")
+    rng = np.random.default_rng(seq * d)
+    q, k, v = _attention_case(rng, seq, d, np.float32)
+    for causal in (False, True):
+        out = poisoned((seq, d), device="cuda")
+        lc.attention2d_into(q, k, v, out, causal, "cuda")
+        assert_close(out, attention_reference(q, k, v, causal))
+
+
+def test_attention_large_head_dim_composite_path():
+    rng = np.random.default_rng(5)
+    q, k, v = _attention_case(rng, 70, 300, np.float32)
+    v[-1, 3] = np.inf
+    _check_attention_variants(q[:-1], k[:-1], v[:-1], True, None, np.float32)
+    got = lc_to_numpy(lc.attention2d(q, k, v, True, "cuda"))
+    assert np.isfinite(got[:-1]).all()
+    assert_close(got[:-1], attention_reference(q, k, v, True)[:-1])
+
+
+@pytest.mark.parametrize("seq,d", [(5, 8), (100, 48), (1000, 64)])
+def test_attention_causal_masked_nan_and_inf_stay_out(seq, d):
+    rng = np.random.default_rng(seq)
+    q, k, v = _attention_case(rng, seq, d, np.float32)
+    k[-1, 0] = np.nan
+    v[-1, :] = np.inf
+    v[seq // 2, 1] = np.nan
+    ref = attention_reference(q, k, v, True)
+    cp = _cp()
+    for impl in _variants("attention", np.float32):
+        out = poisoned((seq, d), device="cuda")
+        _launch(impl.fn, *(cp.asarray(a) for a in (q, k, v)), out=out, precision="fp32",
+                causal=True, scale=1.0 / math.sqrt(d), post=None)
+        got = cp.asnumpy(out)
+        visible = seq // 2  # rows before the first NaN/Inf key see only finite values
+        assert np.isfinite(got[:visible]).all(), impl.name
+        assert_close(got[:visible], ref[:visible])
+
+
+def test_attention_unaligned_flat_inputs_and_policy_post():
+    cp = _cp()
+    seq, d = 37, 12
+    rng = np.random.default_rng(11)
+    host = rand(rng, 3 * seq * d + 1)
+    buf = cp.asarray(host)[1:]  # 4-byte offset: the kernels must take their scalar path
+    q, k, v = (buf[i * seq * d:(i + 1) * seq * d] for i in range(3))
+    policy = lc.AttentionIoPolicy(output_scale=2.0, output_bias=-0.5, output_relu=True)
+    got = lc.attention_forward_with_policy(q, k, v, seq, d, False, "cuda", policy)
+    ref = attention_reference(*(host[1:][i * seq * d:(i + 1) * seq * d].reshape(seq, d)
+                                for i in range(3)), False, post=(2.0, -0.5, True))
+    assert_close(cp.asnumpy(got).reshape(seq, d), ref)
+
+
+def _conv_case(rng, n, c, h, w, oc, kh, kw, dtype, with_bias):
+    x = rand(rng, n, c, h, w, dtype=dtype)
+    wt = rand(rng, oc, c, kh, kw, dtype=dtype)
+    bias = rand(rng, oc, dtype=dtype) if with_bias else None
+    return x, wt, bias
+
+
+def _check_conv_variants(x, wt, bias, sh, sw, ph, pw, relu, dtype, precision="fp32"):
+    cp = _cp()
+    ref = conv2d_reference(x, wt, bias, sh, sw, ph, pw, relu)
+    inputs = [cp.asarray(x), cp.asarray(wt)] + ([cp.asarray(bias)] if bias is not None else [])
+    terms = max(1, wt.shape[1] * wt.shape[2] * wt.shape[3])
+    for impl in _variants("conv2d", dtype):
+        out = poisoned(ref.shape, dtype=dtype, device="cuda")
+        used = _launch(impl.fn, *inputs, out=out, precision=precision, stride_h=sh,
+                       stride_w=sw, pad_h=ph, pad_w=pw, relu=relu)
+        assert used in ("fp32", "tf32")
+        tol = "tf32" if used == "tf32" else "fp32"
+        try:
+            assert_close(out, ref, dtype, tol, scale=np.sqrt(terms))
+        except AssertionError as exc:
+            raise AssertionError(f"{impl.name} x={x.shape} w={wt.shape} s=({sh},{sw}) "
+                                 f"p=({ph},{pw}) relu={relu}: {exc}") from None
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.sampled_from([1, 2, 3]), c=st.sampled_from([1, 2, 3, 5, 16]),
+       h=st.integers(1, 23), w=st.integers(1, 23), oc=st.sampled_from([1, 3, 4, 7, 16, 17]),
+       kh=st.integers(1, 7), kw=st.integers(1, 7), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       ph=st.integers(0, 3), pw=st.integers(0, 3), with_bias=st.booleans(),
+       relu=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_conv_every_variant_random_geometry(n, c, h, w, oc, kh, kw, sh, sw, ph, pw, with_bias,
+                                            relu, dtype):
+    kh, kw = min(kh, h + 2 * ph), min(kw, w + 2 * pw)
+    rng = np.random.default_rng(n * 31 + c * 7 + h + w * 3 + kh * 11 + kw)
+    x, wt, bias = _conv_case(rng, n, c, h, w, oc, kh, kw, dtype, with_bias)
+    _check_conv_variants(x, wt, bias, sh, sw, ph, pw, relu, dtype)
+
+
+SEED_CONV = [(1, 3, 16, 16, 16), (1, 3, 24, 24, 16), (2, 3, 16, 16, 16), (1, 3, 28, 28, 16),
+             (1, 3, 32, 32, 16), (2, 3, 32, 32, 16), (16, 3, 64, 64, 16), (16, 16, 32, 32, 32),
+             (1, 3, 8, 8, 16)]
+
+
+@pytest.mark.parametrize("n,c,h,w,oc", SEED_CONV)
+def test_conv_seed_hot_cases_public_api(n, c, h, w, oc):
+    rng = np.random.default_rng(n + c + h + oc)
+    x, wt, bias = _conv_case(rng, n, c, h, w, oc, 3, 3, np.float32, True)
+    got = lc.lightning_conv_relu_nchw(x, wt, bias, 1, 1, 1, 1, "cuda")
+    ref = conv2d_reference(x, wt, bias, 1, 1, 1, 1, relu=True)
+    assert_close(got, ref, scale=np.sqrt(9 * c))
+    out = poisoned(ref.shape, device="cuda")
+    lc.conv2d_nchw_into(x, wt, None, out, 1, 1, 1, 1, "cuda")
+    assert_close(out, conv2d_reference(x, wt, None, 1, 1, 1, 1), scale=np.sqrt(9 * c))
+
+
+def test_conv_large_problem_and_tf32_request():
+    from lightning_core.backends.cuda.conv import DIRECT_MAX_MACS, DIRECT_MAX_TAPS
+
+    rng = np.random.default_rng(3)
+    x, wt, bias = _conv_case(rng, 5, 144, 20, 19, 64, 3, 3, np.float32, True)
+    assert 5 * 64 * 20 * 19 * 144 * 9 > DIRECT_MAX_MACS and 144 * 9 > DIRECT_MAX_TAPS
+    _check_conv_variants(x, wt, bias, 1, 1, 1, 1, True, np.float32)
+    _check_conv_variants(x, wt, bias, 2, 1, 0, 2, False, np.float32, precision="tf32")
+
+
+def test_conv_ignores_a_process_wide_cupy_tf32_setting():
+    cp = _cp()
+    linalg = cp._core._routines_linalg
+    saved = linalg.get_compute_type(np.float32)
+    linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32)
+    try:
+        rng = np.random.default_rng(4)
+        x, wt, bias = _conv_case(rng, 2, 64, 24, 24, 32, 3, 3, np.float32, False)
+        _check_conv_variants(x, wt, bias, 1, 1, 1, 1, False, np.float32)
+        assert linalg.get_compute_type(np.float32) == linalg.COMPUTE_TYPE_TF32
+    finally:
+        linalg.set_compute_type(np.float32, saved)
+
+
+def test_conv_zero_input_channels_gives_bias():
+    rng = np.random.default_rng(6)
+    x = np.zeros((2, 0, 5, 6), np.float32)
+    wt = np.zeros((4, 0, 3, 3), np.float32)
+    bias = rand(rng, 4)
+    _check_conv_variants(x, wt, bias, 1, 1, 1, 1, True, np.float32)
+
+
+def test_bad_inputs_raise_before_any_work_on_cuda():
+    q = np.zeros((4, 8), np.float32)
+    with pytest.raises(ShapeError, match=r"^\[attention2d\]"):
+        lc.attention2d(q, np.zeros((5, 8), np.float32), q, False, "cuda")
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    with pytest.raises(ShapeError, match=r"^\[conv2d_nchw\]"):
+        lc.conv2d_nchw(x, np.zeros((4, 2, 3, 3), np.float32), None, 1, 1, 1, 1, "cuda")

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One batch on the GPU machine: GPU test suite, CUDA acceptance targets, quick bench,
+# sanitizer on the CUDA kernel tests. Results land in $OUT (logs, JSON, CSV).
+set -u
+export PYTHONPATH=src:tests PYTHONUNBUFFERED=1 LC_CACHE_DIR=/tmp/lc_cache
+OUT=${OUT:-/tmp/lc_out}; mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv > "$OUT/gpu.txt" 2>&1
+timeout ${TEST_S:-240} python3 -m pytest -q -p no:cacheprovider --tb=short --timeout 60 tests \
+    > "$OUT/test_gpu.log" 2>&1; echo "pytest rc=$?" >> "$OUT/test_gpu.log"
+tail -3 "$OUT/test_gpu.log"
+timeout ${TARGET_S:-200} python3 -m lightning_core.bench.targets --out "$OUT/cuda_targets.json" \
+    > "$OUT/targets.log" 2>&1; echo "targets rc=$?" >> "$OUT/targets.log"
+tail -60 "$OUT/targets.log"
+if [ "${SANITIZE:-0}" = 1 ]; then
+  timeout 150 compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest -q \
+      -p no:cacheprovider -x tests/device/cuda tests/backend/test_cuda_attention_conv.py \
+      > "$OUT/memcheck.log" 2>&1; echo "memcheck rc=$?" >> "$OUT/memcheck.log"
+  tail -3 "$OUT/memcheck.log"
+fi
+timeout 60 python3 tools/profile_overhead.py "$OUT/profile.txt" > /dev/null 2>&1 || echo "profile failed"

@@ -1,0 +1,39 @@
+"""Where the host time of a device-resident lc call goes (cProfile over many calls)."""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import sys
+
+import cupy as cp
+
+import lightning_core as lc
+
+
+def main(path: str) -> None:
+    a, b, c = (cp.ones(1024, cp.float32) for _ in range(3))
+    q = cp.ones((96, 48), cp.float32)
+    for _ in range(200):
+        lc.vector_add_into(a, b, c)
+        lc.attention2d(q, q, q, False)
+    cp.cuda.Device(0).synchronize()
+    out = io.StringIO()
+    for name, fn in (("vector_add_into", lambda: lc.vector_add_into(a, b, c)),
+                     ("vector_add", lambda: lc.vector_add(a, b)),
+                     ("attention2d", lambda: lc.attention2d(q, q, q, False))):
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(3000):
+            fn()
+        prof.disable()
+        cp.cuda.Device(0).synchronize()
+        out.write(f"=== {name} x3000 ===\n")
+        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(18)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(out.getvalue())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
