@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import CUDA
 
 import lightning_core as lc
 from lightning_core import cli, config, tuning
@@ -294,6 +295,8 @@ def _cli(capsys, *argv):
     return code, out.out, out.err
 
 
+@pytest.mark.skipif(CUDA, reason="checks the CPU-only tune path; with a GPU, lc tune times the "
+                    "CUDA candidates instead")
 def test_cli_cache_and_tune(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "240")  # rich wraps long cells in a narrow terminal
     path = tmp_path / "tune.json"
