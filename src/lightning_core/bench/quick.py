@@ -159,17 +159,12 @@ class _Checked:
 
 def _torch(device: str) -> tuple[Any, Any, str] | NotMeasured:
     """(torch, torch.nn.functional, torch device) set for true fp32, or why not."""
-    try:
-        import torch  # noqa: PLC0415 - optional peer
-        import torch.nn.functional as F  # noqa: PLC0415, N812
-    except ImportError as exc:
-        return NotMeasured(f"torch is not importable ({exc})")
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            return NotMeasured("torch sees no CUDA device")
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    return torch, F, "cuda" if device == "cuda" else "cpu"
+    from .suites.peers import torch_peer  # noqa: PLC0415 - the one place torch is set up
+
+    peer = torch_peer(device)
+    if isinstance(peer, NotMeasured):
+        return peer
+    return peer.torch, peer.torch.nn.functional, "cuda" if device == "cuda" else "cpu"
 
 
 def _ratio(num: Timing, den: Timing) -> float:

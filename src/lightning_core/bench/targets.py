@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 import lightning_core as lc
+from lightning_core.bench.suites.peers import TorchPeer
 
 __all__ = ["main"]
 
@@ -229,16 +230,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         err = float(np.abs(got - ref).max())
         lc_t = _host_times(lc_graph, stream_sync)
         th_t = _host_times(torch_chain, tsync)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                torch_chain()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            torch_chain()
-        tg_t = _host_times(graph.replay, tsync)
+        tg_t = _host_times(TorchPeer(torch, "cuda").graph(torch_chain), tsync)
         _row(rows, "conv_attn", f"conv 1x3->16 8x8 + attn seq={seq},d={d}", 4.0, lc_t, th_t,
              "torch eager", note=f"max err {err:.2e}")
         _row(rows, "conv_attn", f"conv 1x3->16 8x8 + attn seq={seq},d={d}", 1.0, lc_t, tg_t,

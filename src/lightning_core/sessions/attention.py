@@ -10,14 +10,14 @@ import numpy as np
 from ..errors import InvalidArgumentError, PolicyError
 from ..ops._checks import dim
 from ..runtime.policy import AttentionIoPolicy
-from .core import ResidentOp
+from .core import ResidentOp, SessionFront
 
 __all__ = ["AttentionSession", "attention2d_session"]
 
 _MAX_POST_VARIANTS = 8
 
 
-class AttentionSession:
+class AttentionSession(SessionFront):
     """``softmax(Q Kᵀ / √d) V`` on resident ``[seq_len, head_dim]`` buffers.
 
     ``forward_with_policy_into`` uploads only the inputs whose ``upload_*`` flag is set (the
@@ -44,19 +44,6 @@ class AttentionSession:
         self._target = None
         self._train_steps = 0
         self._last_loss = float("nan")
-
-    @property
-    def device(self) -> str:
-        return self._r.route.selected
-
-    @property
-    def output(self) -> Any:
-        """The resident result buffer; every forward overwrites it."""
-        return self._r.output
-
-    @property
-    def graph_count(self) -> int:
-        return self._r.variant_count
 
     def set_default_policy(self, policy: AttentionIoPolicy) -> None:
         """Policy used by ``forward``/``forward_into``/``train_step``."""

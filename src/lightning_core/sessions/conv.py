@@ -8,12 +8,12 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ops._checks import dim
-from .core import ResidentOp
+from .core import ResidentOp, SessionFront
 
 __all__ = ["Conv2dResidentSession", "Conv2dMetalResidentSession"]
 
 
-class Conv2dResidentSession:
+class Conv2dResidentSession(SessionFront):
     """NCHW conv with bias (and ReLU when ``apply_relu``) kept resident between calls."""
 
     def __init__(self, batch: int, in_channels: int, in_h: int, in_w: int, out_channels: int,
@@ -37,19 +37,6 @@ class Conv2dResidentSession:
         self._r = ResidentOp(op, "conv2d",
                              {"x": (n, c, h, w), "w": (oc, c, kh, kw), "bias": (oc,)},
                              (n, oc, oh, ow), dtype=dtype, device=device, params=params)
-
-    @property
-    def device(self) -> str:
-        return self._r.route.selected
-
-    @property
-    def output(self) -> Any:
-        """The resident result buffer; every launch overwrites it."""
-        return self._r.output
-
-    @property
-    def graph_count(self) -> int:
-        return self._r.variant_count
 
     def _values(self, x: Any, w: Any, bias: Any) -> dict[str, Any]:
         if bias is None:

@@ -25,7 +25,7 @@ from ..runtime.policy import check_precision
 from ..trace.events import TraceEvent
 from ..trace.recorder import TRACE
 
-__all__ = ["ResidentOp", "session_executor"]
+__all__ = ["ResidentOp", "SessionFront", "session_executor"]
 
 
 def session_executor(op: str, device: Any) -> tuple[Any, Any]:
@@ -142,3 +142,24 @@ class ResidentOp:
             impl=self.impl.name, impl_reason="session",
             shapes=tuple(self.shapes.values()) + (self.out_shape,), dtype=self.dtype.name,
             precision=self.precision, notes=(f"repeat={repeat}",)))
+
+
+class SessionFront:
+    """What every seed session exposes over its ``ResidentOp`` (held as ``self._r``)."""
+
+    _r: ResidentOp
+
+    @property
+    def device(self) -> str:
+        """The device the session runs on."""
+        return self._r.route.selected
+
+    @property
+    def output(self) -> Any:
+        """The resident result buffer; every launch overwrites it (copy it to keep it)."""
+        return self._r.output
+
+    @property
+    def graph_count(self) -> int:
+        """Captured graphs (CUDA) or recorded steps (CPU) the session holds."""
+        return self._r.variant_count

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..ops._checks import dim
-from .core import ResidentOp
+from .core import ResidentOp, SessionFront
 
 __all__ = [
     "MatrixElemwiseResidentSession",
@@ -19,21 +19,12 @@ __all__ = [
 _KINDS = ("sub", "add", "mul", "div")
 
 
-class _Binary:
+class _Binary(SessionFront):
     """Shared start/run/finish logic over one resident binary op; kinds are step variants."""
 
     def __init__(self, op: str, shape: tuple[int, ...], device: str, dtype: Any) -> None:
         self._r = ResidentOp(op, "binary", {"a": shape, "b": shape}, shape, dtype=dtype,
                              device=device, params={"kind": "add"}, key="add")
-
-    @property
-    def device(self) -> str:
-        return self._r.route.selected
-
-    @property
-    def output(self) -> Any:
-        """The resident result buffer; every launch overwrites it."""
-        return self._r.output
 
     def _launch(self, kind: str, a: Any, b: Any, out: Any, *, upload: bool,
                 finish: bool) -> Any:

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 
 from ..ops._checks import dim
-from .core import ResidentOp
+from .core import ResidentOp, SessionFront
 
 __all__ = ["MatMulResidentSession", "MatMulMetalResidentSession", "matmul2d_resident_session"]
 
 
-class MatMulResidentSession:
+class MatMulResidentSession(SessionFront):
     """``C[m, n] = A[m, k] @ B[k, n]`` kept on the device between calls."""
 
     def __init__(self, m: int, k: int, n: int, device: str = "auto",
@@ -30,19 +30,6 @@ class MatMulResidentSession:
         self._r = ResidentOp(op, "matmul", {"a": (self.m, self.k), "b": (self.k, self.n)},
                              (self.m, self.n), dtype=dtype, device=device,
                              precision=precision)
-
-    @property
-    def device(self) -> str:
-        return self._r.route.selected
-
-    @property
-    def output(self) -> Any:
-        """The resident result buffer; every launch overwrites it."""
-        return self._r.output
-
-    @property
-    def graph_count(self) -> int:
-        return self._r.variant_count
 
     def _check(self, a: Any, b: Any, out: Any) -> None:
         self._r.check_inputs({"a": a, "b": b})
