@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Knob", "KNOBS", "get", "reload", "override", "describe"]
+__all__ = ["Knob", "KNOBS", "get", "reload", "override", "describe", "generation"]
 
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off", ""}
@@ -87,13 +87,16 @@ _KNOB_LIST = (
     Knob("LC_CROSSOVER", _parse_bool, True,
          "Allow one-shot host calls with device='auto' to run on the CPU when that is faster."),
     Knob("LC_HOST_THREADS", int, 0,
-         "Threads for host staging copies (0: min(8, cores))."),
+         "Threads for host staging copies (0: min(4, cores); more is slower on the H200 host)."),
+    Knob("LC_TUNE_HYST_PCT", float, 3.0,
+         "A new tuned winner must beat the incumbent by more than this percentage."),
 )
 
 KNOBS: dict[str, Knob] = {k.name: k for k in _KNOB_LIST}
 _ALIAS_TO_NAME: dict[str, str] = {a: k.name for k in _KNOB_LIST for a in k.aliases}
 
 _cache: dict[str, Any] = {}
+_generation = [0]  # bumped whenever values may change; caches of derived decisions key on it
 _overrides: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "lc_config_overrides", default=None
 )
@@ -135,6 +138,12 @@ def get(name: str, *, fresh: bool = False) -> Any:
 def reload() -> None:
     """Forget cached values so the next ``get`` re-reads the environment."""
     _cache.clear()
+    _generation[0] += 1
+
+
+def generation() -> int:
+    """A number that changes whenever knob values may have changed (reload or override)."""
+    return _generation[0]
 
 
 @contextlib.contextmanager
@@ -144,10 +153,12 @@ def override(**values: Any) -> Iterator[None]:
     for key, value in values.items():
         current[_canonical(key)] = value
     token = _overrides.set(current)
+    _generation[0] += 1
     try:
         yield
     finally:
         _overrides.reset(token)
+        _generation[0] += 1
 
 
 def describe() -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import generation
 from ..errors import DTypeError, NotSupportedError
 from ..trace.events import TraceEvent
 from ..trace.recorder import TRACE
@@ -122,7 +123,7 @@ def execute(call: Call, device: object) -> Any:
     t0 = time.perf_counter_ns()
     if type(device) is not str:
         resolve(call.op, device)  # raises DeviceError with the valid names
-    key = (call.op, call.kernel, device, call.dtype, call.precision, call.variant,
+    key = (generation(), call.op, call.kernel, device, call.dtype, call.precision, call.variant,
            call.out_shape, tuple(o.array.shape for o in call.inputs),
            tuple(o.on_device for o in call.inputs), call.io)
     hit = _decisions.get(key)

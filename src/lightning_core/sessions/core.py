@@ -60,12 +60,13 @@ class ResidentOp:
         self.output = self.ex.alloc(self.out_shape, self.dtype)
         self._variants: dict[Any, Any] = {}
         self.params = dict(params or {})
-        self.impl = self._impl()
+        self.impl = self._impl(self.params)
         self.bind(key, self.params)
 
-    def _impl(self) -> Any:
+    def _impl(self, params: dict[str, Any]) -> Any:
+        """The implementation, chosen once, exactly as a one-shot call would choose it."""
         operands = tuple(Operand(b, False, self.ex.device != "cpu") for b in self.bufs)
-        call = Call(self.op, self.kernel, operands, self.out_shape, self.dtype,
+        call = Call(self.op, self.kernel, operands, self.out_shape, self.dtype, dict(params),
                     precision=self.precision)
         impl, _ = choose_impl(self.route.backend, call)
         return impl

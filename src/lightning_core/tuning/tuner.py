@@ -13,7 +13,7 @@ shape bucket it answers, in order:
 4. nothing: the dispatcher takes the first registered variant → ``"default"``.
 
 A challenger replaces the incumbent (the previous winner, else the untuned choice) only when
-it is more than ``HYSTERESIS_PCT`` faster, so timing noise does not flip choices. GEMM-family
+it is more than ``LC_TUNE_HYST_PCT`` (default ``HYSTERESIS_PCT``) faster, so timing noise does not flip choices. GEMM-family
 knobs, with their CUDA meaning: ``LC_MATMUL_CUBLAS_HYST_PCT`` keeps cuBLAS unless one of our
 kernels beats it by more than that percentage; on large GEMMs (m*k*n >= ``LARGE_GEMM_OPS``)
 ``LC_MATMUL_PREFER_CUBLAS_ON_LARGE`` makes cuBLAS the promoted default and the first one timed,
@@ -213,7 +213,9 @@ class Tuner:
                 return None
             vendor_pct = (float(config.get("LC_MATMUL_CUBLAS_HYST_PCT"))
                           if spec.family == "matmul" else None)
-            winner, margin, kept = choose_winner(timings, incumbent, vendor_pct=vendor_pct)
+            winner, margin, kept = choose_winner(
+                timings, incumbent, vendor_pct=vendor_pct,
+                hysteresis_pct=float(config.get("LC_TUNE_HYST_PCT")))
             entry = {
                 "op": spec.key, "shape": dims, "dtype": call.dtype.name,
                 "precision": call.precision, "winner": winner,
@@ -287,7 +289,7 @@ class Tuner:
                 })
         return {
             "cache_file": self.cache.path, "persistent": self.cache.persistent,
-            "tune_mode": int(config.get("LC_TUNE")), "hysteresis_pct": HYSTERESIS_PCT,
+            "tune_mode": int(config.get("LC_TUNE")), "hysteresis_pct": float(config.get("LC_TUNE_HYST_PCT")),
             "machines": ours, "foreign_machines": sorted(set(machines) - set(ours)),
             "entries": entries, "calibration": calibration, "failures": list(self.failures),
         }
