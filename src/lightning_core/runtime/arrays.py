@@ -29,6 +29,7 @@ __all__ = [
     "is_device_array",
     "array_module",
     "adopt",
+    "c_contiguous",
 ]
 
 _CAST_TO_F32 = "biu"
@@ -144,6 +145,14 @@ def _classify(op: str, name: str, dtype: Any) -> str:
                      "and other non-real dtypes are not supported)")
 
 
+def c_contiguous(arr: Any) -> bool:
+    """Whether ``arr`` is C-contiguous (CuPy's cached flag: building ``.flags`` costs µs)."""
+    if type(arr) is np.ndarray:
+        return arr.flags.c_contiguous
+    flag = getattr(arr, "_c_contiguous", None)
+    return bool(flag) if flag is not None else arr.flags.c_contiguous
+
+
 def as_operands(op: str, names: tuple[str, ...], values: tuple[Any, ...],
                 *, float_only: bool = True) -> tuple[tuple[Operand, ...], np.dtype]:
     """Normalize inputs and find their common compute dtype.
@@ -152,22 +161,14 @@ def as_operands(op: str, names: tuple[str, ...], values: tuple[Any, ...],
     inputs promote (float64 wins; float16 with float32 gives float32).
     """
     raw = []
-    classes = set()
     for name, value in zip(names, values, strict=True):
         t = type(value)
-        arr = value if t is np.ndarray or t in _NATIVE else adopt(op, name, value)
-        classes.add(_classify(op, name, arr.dtype))
-        raw.append(arr)
-    if classes == {"f"} or classes == {"f", "c"} or classes == {"c"}:
-        dtype = _F32
-    elif "d" in classes:
-        dtype = _F64
-    elif classes == {"e"}:
-        dtype = _F16
-    elif classes == {"b"}:
-        dtype = raw[0].dtype
+        raw.append(value if t is np.ndarray or t in _NATIVE else adopt(op, name, value))
+    first = raw[0].dtype
+    if first.char in _BY_CHAR and all(a.dtype == first for a in raw):
+        dtype = _BY_CHAR[first.char]  # the common case: every input already the same float
     else:
-        dtype = _F32
+        dtype = _common(op, names, raw)
     out = []
     for arr in raw:
         on_device = type(arr) is not np.ndarray
@@ -175,11 +176,25 @@ def as_operands(op: str, names: tuple[str, ...], values: tuple[Any, ...],
         if arr.dtype != dtype:
             arr = arr.astype(dtype)
             copied = True
-        if not arr.flags.c_contiguous:
+        if not c_contiguous(arr):
             arr = arr.copy(order="C") if on_device else np.ascontiguousarray(arr)
             copied = True
         out.append(Operand(arr, copied, on_device))
     return tuple(out), dtype
+
+
+def _common(op: str, names: tuple[str, ...], raw: list[Any]) -> np.dtype:
+    """The compute dtype of mixed inputs (raises for unsupported ones)."""
+    classes = {_classify(op, name, arr.dtype) for name, arr in zip(names, raw, strict=True)}
+    if classes <= {"f", "c"}:
+        return _F32
+    if "d" in classes:
+        return _F64
+    if classes == {"e"}:
+        return _F16
+    if classes == {"b"}:
+        return raw[0].dtype
+    return _F32
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -231,16 +246,21 @@ def check_out(op: str, out: Any, shape: tuple[int, ...], dtype: np.dtype,
     if not shape_ok:
         expected = f"{tuple(shape)}" + (f" or flat ({size},)" if flat_ok else "")
         raise OutBufferError(f"[{op}] out has shape {tuple(arr.shape)}, expected {expected}")
-    if not arr.flags.c_contiguous:
+    if not c_contiguous(arr):
         raise OutBufferError(f"[{op}] out must be C-contiguous")
     if type(arr) is np.ndarray and not arr.flags.writeable:
         raise OutBufferError(f"[{op}] out is read-only")
     if size:
-        o_lo, o_hi = _extent(arr)
+        host = type(arr) is np.ndarray
+        o_lo = o_hi = None
         for operand in inputs:
             src = operand.array
             if operand.copied or src.nbytes == 0 or type(src) is not type(arr):
                 continue
+            if host and not np.may_share_memory(arr, src):  # a cheap bounds check first
+                continue
+            if o_lo is None:
+                o_lo, o_hi = _extent(arr)
             i_lo, i_hi = _extent(src)
             if o_lo < i_hi and i_lo < o_hi:
                 exact = (o_lo == i_lo and o_hi == i_hi)

@@ -123,9 +123,10 @@ def execute(call: Call, device: object) -> Any:
     t0 = time.perf_counter_ns()
     if type(device) is not str:
         resolve(call.op, device)  # raises DeviceError with the valid names
+    inputs = call.inputs
     key = (generation(), call.op, call.kernel, device, call.dtype, call.precision, call.variant,
-           call.out_shape, tuple(o.array.shape for o in call.inputs),
-           tuple(o.on_device for o in call.inputs), call.io)
+           call.out_shape, tuple([o.array.shape for o in inputs]),
+           tuple([o.on_device for o in inputs]), call.io)
     hit = _decisions.get(key)
     if hit is None:
         route = _route(call, device)
