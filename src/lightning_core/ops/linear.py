@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, ShapeError
 from ..runtime.arrays import as_operands, check_out
-from ..runtime.dispatch import Call, execute
+from ..runtime.dispatch import Call, execute, lane_key, lookup_lane, run_lane
 from ..runtime.policy import ONE_SHOT, current_precision
 from ._checks import need_rank, shape_text
 from .activations import gelu_reference, relu_reference
@@ -50,6 +50,13 @@ def _activation(op: str, activation: Any) -> str | None:
 
 def _run(op: str, x: Any, w: Any, bias: Any, out: Any, activation: Any, device: Any,
          precision: str | None) -> Any:
+    lane = None
+    arrays = (x, w) if bias is None else (x, w, bias)
+    if out is None:
+        lane = lane_key(op, device, (activation, current_precision(op, precision)), arrays)
+        hit = lookup_lane(lane)
+        if hit is not None:
+            return run_lane(hit, arrays)
     kind = _activation(op, activation)
     names = ("x", "w") + (("bias",) if bias is not None else ())
     values = (x, w) + ((bias,) if bias is not None else ())
@@ -75,7 +82,7 @@ def _run(op: str, x: Any, w: Any, bias: Any, out: Any, activation: Any, device: 
     ox.array = ox.array.reshape(m, k)
     call = Call(op, "linear", operands, (m, n), dtype, {"activation": kind}, native_out,
                 ONE_SHOT, prec)
-    result = execute(call, device)
+    result = execute(call, device, lane=lane, final=out_shape)
     return out if out is not None else result.reshape(out_shape)
 
 

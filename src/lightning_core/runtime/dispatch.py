@@ -21,12 +21,13 @@ from ..config import generation
 from ..errors import DTypeError, NotSupportedError
 from ..trace.events import TraceEvent
 from ..trace.recorder import TRACE
-from .arrays import Operand
+from .arrays import _NATIVE, Operand, c_contiguous
 from .backend import Backend, Impl, get_backend, implementations
 from .device import Route, resolve
 from .policy import ONE_SHOT, IoPlan
 
-__all__ = ["Call", "execute", "choose_impl", "set_selector", "set_crossover", "clear_decisions"]
+__all__ = ["Call", "execute", "choose_impl", "set_selector", "set_crossover", "clear_decisions",
+           "lane_key", "lookup_lane", "run_lane"]
 
 
 @dataclass(slots=True)
@@ -62,19 +63,31 @@ def set_selector(fn: Selector | None) -> None:
     """Install the tuned-choice hook (``tuning`` calls this)."""
     global _selector
     _selector = fn
-    _decisions.clear()
+    clear_decisions()
 
 
 def set_crossover(fn: Crossover | None) -> None:
     """Install the CPU-crossover hook (``tuning`` calls this)."""
     global _crossover
     _crossover = fn
-    _decisions.clear()
+    clear_decisions()
+
+
+_seen_generation = [generation()]
+
+
+def _check_generation() -> None:
+    """Drop cached decisions when knob values may have changed (config reload or override)."""
+    current = generation()
+    if current != _seen_generation[0]:
+        _seen_generation[0] = current
+        clear_decisions()
 
 
 def clear_decisions() -> None:
     """Forget cached routing decisions (after a tuning reset or a config change)."""
     _decisions.clear()
+    _lanes.clear()
 
 
 def choose_impl(backend: Backend, call: Call) -> tuple[Impl, str]:
@@ -118,13 +131,20 @@ def _route(call: Call, device: object) -> Route:
     return route
 
 
-def execute(call: Call, device: object) -> Any:
-    """Run ``call`` on ``device`` and return its result (or the caller's ``out``)."""
+def execute(call: Call, device: object, *, lane: tuple[Any, ...] | None = None,
+            final: tuple[int, ...] | None = None) -> Any:
+    """Run ``call`` on ``device`` and return its result (or the caller's ``out``).
+
+    ``lane`` is the op's ``lane_key`` for this call (None: no fast lane); when the call moved no
+    data, its validated, routed decision is kept under that key so the next identical call can
+    skip straight to the launch (``final``: the shape the op returns the result in).
+    """
     t0 = time.perf_counter_ns()
     if type(device) is not str:
         resolve(call.op, device)  # raises DeviceError with the valid names
+    _check_generation()
     inputs = call.inputs
-    key = (generation(), call.op, call.kernel, device, call.dtype, call.precision, call.variant,
+    key = (call.op, call.kernel, device, call.dtype, call.precision, call.variant,
            call.out_shape, tuple([o.array.shape for o in inputs]),
            tuple([o.on_device for o in inputs]), call.io)
     hit = _decisions.get(key)
@@ -140,6 +160,9 @@ def execute(call: Call, device: object) -> Any:
     result, stats = backend.run(impl, call)
     if TRACE.enabled:
         _record(call, route, impl, why, stats, t0)
+    if lane is not None and call.out is None and call.io is ONE_SHOT:
+        _keep_lane(lane, call, backend, impl, why, route, final,
+                   stats.get("precision", call.precision))
     return result
 
 
@@ -169,3 +192,99 @@ def _record(call: Call, route: Route, impl: Impl, why: str, stats: dict[str, Any
         synchronized=bool(stats.get("synchronized", False)),
         notes=tuple(notes),
     ))
+
+
+class Lane:
+    """A call signature already validated, routed and decided, that moves no data."""
+
+    __slots__ = ("backend", "impl", "why", "route", "shapes", "out_shape", "dtype", "params",
+                 "precision", "final", "op", "used_precision")
+
+    def __init__(self, call: Call, backend: Backend, impl: Impl, why: str, route: Route,
+                 final: tuple[int, ...] | None) -> None:
+        self.backend, self.impl, self.why, self.route = backend, impl, why, route
+        self.shapes = tuple(o.array.shape for o in call.inputs)
+        self.out_shape, self.dtype, self.params = call.out_shape, call.dtype, call.params
+        self.precision, self.final, self.op = call.precision, final, call.op
+        self.used_precision = call.precision
+
+
+_lanes: dict[tuple[Any, ...], Lane] = {}
+_LANE_LIMIT = 4096
+
+
+def lane_key(op: str, device: object, scalars: tuple[Any, ...],
+             arrays: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The fast-lane key of a call: everything its validation and routing depend on.
+
+    None when an input is not a plain NumPy or backend-native array (lists, torch tensors,
+    lc.Tensor take the full road).
+    """
+    if type(device) is not str:
+        return None
+    _check_generation()
+    key: list[Any] = [op, device, _exact(scalars)]
+    for x in arrays:
+        t = type(x)
+        if t is np.ndarray:
+            key.append((x.shape, x.dtype, x.flags.c_contiguous))
+        elif t in _NATIVE:
+            key.append((t, x.shape, x.dtype, c_contiguous(x), x.data.device_id))
+        else:
+            return None
+    return tuple(key)
+
+
+def _exact(value: Any) -> Any:
+    """``value`` with its type attached at every level: 3.0 must not find the lane of 3."""
+    if type(value) is tuple:
+        return tuple(_exact(v) for v in value)
+    return (type(value), value)
+
+
+def lookup_lane(key: tuple[Any, ...] | None) -> Lane | None:
+    """The lane stored under ``key``, if any (unhashable arguments never have one)."""
+    if key is None:
+        return None
+    try:
+        return _lanes.get(key)
+    except TypeError:
+        return None
+
+
+def _keep_lane(key: tuple[Any, ...], call: Call, backend: Backend, impl: Impl, why: str,
+               route: Route, final: tuple[int, ...] | None, used_precision: str) -> None:
+    inputs = call.inputs
+    if any(o.copied for o in inputs) or not hasattr(backend, "run_direct"):
+        return
+    host = backend.name == "cpu"
+    if not all((not o.on_device) if host else o.on_device for o in inputs):
+        return
+    if len(_lanes) >= _LANE_LIMIT:
+        _lanes.clear()
+    try:
+        hash(key)
+    except TypeError:
+        return
+    lane = _lanes[key] = Lane(call, backend, impl, why, route, final)
+    lane.used_precision = used_precision
+
+
+def run_lane(lane: Lane, arrays: tuple[Any, ...]) -> Any:
+    """Launch a call on its lane: the arrays match the lane's key, so nothing is re-checked."""
+    t0 = time.perf_counter_ns() if TRACE.enabled else 0
+    ins = tuple(a if a.shape == s else a.reshape(s)
+                for a, s in zip(arrays, lane.shapes, strict=True))
+    result = lane.backend.run_direct(lane.impl, ins, lane)
+    if TRACE.enabled:
+        route = lane.route
+        TRACE.record(TraceEvent(
+            type="op_dispatch", timestamp_ns=t0, duration_ns=time.perf_counter_ns() - t0,
+            size_bytes=int(sum(a.nbytes for a in ins)), op=lane.op,
+            requested_device=route.requested, selected_device=route.selected,
+            fallback=route.fallback, fallback_reason=route.reason if route.fallback else "",
+            impl=lane.impl.name, impl_reason=lane.why,
+            shapes=tuple(tuple(a.shape) for a in ins) + (tuple(lane.out_shape),),
+            dtype=lane.dtype.name, precision=lane.used_precision, synchronized=lane.backend.name == "cpu",
+            notes=("fast_lane",)))
+    return result if lane.final is None else result.reshape(lane.final)

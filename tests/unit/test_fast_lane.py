@@ -1,0 +1,90 @@
+"""The dispatch fast lane: a repeated, identical call skips the checks, nothing else does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import assert_close, rand
+
+import lightning_core as lc
+from lightning_core import config
+from lightning_core.ops.matmul import matmul_reference
+from lightning_core.runtime import dispatch
+
+
+@pytest.fixture
+def traced():
+    dispatch.clear_decisions()
+    lc.runtime_trace_clear()
+    lc.runtime_trace_enable(True)
+    yield
+    lc.runtime_trace_enable(False)
+    lc.runtime_trace_clear()
+
+
+def _notes() -> list[list[str]]:
+    return [e["notes"] for e in lc.runtime_trace_events() if e["type"] == "op_dispatch"]
+
+
+def test_second_identical_call_takes_the_lane_and_is_correct(traced, rng):
+    a, b = rand(rng, 7, 5), rand(rng, 5, 3)
+    first = lc.matmul2d(a, b, "cpu")
+    a2 = rand(rng, 7, 5)
+    second = lc.matmul2d(a2, b, "cpu")
+    assert _notes() == [[], ["fast_lane"]]
+    assert_close(first, matmul_reference(a, b))
+    assert_close(second, matmul_reference(a2, b))
+    event = lc.runtime_trace_events()[-1]
+    assert event["op"] == "matmul2d" and event["shapes"] == [[7, 5], [5, 3], [7, 3]]
+
+
+def test_flat_forms_keep_their_shapes_on_the_lane(traced, rng):
+    a, b = rand(rng, 12), rand(rng, 8)
+    for _ in range(2):
+        got = lc.matmul_np(a, b, 3, 4, 2, "cpu")
+        assert got.shape == (6,)
+        assert_close(got, matmul_reference(a.reshape(3, 4), b.reshape(4, 2)).reshape(-1))
+    sub = lc.matrix_sub(a, a[::-1].copy(), 3, 4, "cpu")
+    sub = lc.matrix_sub(a, a[::-1].copy(), 3, 4, "cpu")
+    assert sub.shape == (12,)
+    assert _notes()[-1] == ["fast_lane"]
+
+
+def test_scalar_of_another_type_is_checked_again():
+    a = np.ones(12, np.float32)
+    lc.matrix_sub(a, a, 3, 4, "cpu")
+    with pytest.raises(lc.InvalidArgumentError, match=r"^\[matrix_sub\]"):
+        lc.matrix_sub(a, a, 3.0, 4, "cpu")
+    with pytest.raises(lc.InvalidArgumentError):
+        lc.linear(np.ones((2, 3), np.float32), np.ones((3, 4), np.float32), None, ["relu"],
+                  "cpu")
+
+
+def test_no_lane_for_out_policy_copies_or_lists(traced, rng):
+    a, b = rand(rng, 4, 4), rand(rng, 4, 4)
+    out = np.empty((4, 4), np.float32)
+    for _ in range(2):
+        lc.matmul2d_into(a, b, out, "cpu")
+        lc.matmul2d(a.astype(np.float64), b, "cpu")  # cast: a copy was made
+        lc.matmul2d(np.asfortranarray(a), b, "cpu")  # non-contiguous: a copy was made
+        lc.matmul_np_with_policy(a.ravel(), b.ravel(), 4, 4, 4, "cpu", lc.MatMulIoPolicy())
+        lc.matmul(a.ravel().tolist(), b.ravel().tolist(), 4, 4, 4, "cpu")
+    assert all("fast_lane" not in notes for notes in _notes())
+
+
+def test_config_change_invalidates_lanes(traced, rng):
+    a = rand(rng, 3, 3)
+    lc.matmul2d(a, a, "cpu")
+    lc.matmul2d(a, a, "cpu")
+    with config.override(LC_TUNE=0):
+        lc.matmul2d(a, a, "cpu")
+    assert _notes() == [[], ["fast_lane"], []]
+
+
+def test_bad_input_on_a_known_signature_still_raises():
+    a = np.ones((4, 4), np.float32)
+    lc.attention2d(a, a, a, False, "cpu")
+    with pytest.raises(lc.InvalidArgumentError, match=r"^\[attention2d\]"):
+        lc.attention2d(a, a, a, 2, "cpu")
+    with pytest.raises(lc.DeviceError):
+        lc.attention2d(a, a, a, False, "tpu")
