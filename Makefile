@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # With an NVIDIA driver present, the venv also gets CuPy so the benchmark runs on the GPU.
 EXTRAS := dev,bench$(shell command -v nvidia-smi >/dev/null 2>&1 && echo ,cuda)
 
-.PHONY: bench test lint kernels test-gpu bench-gpu sanitize-gpu clean
+.PHONY: bench test lint kernels test-gpu bench-gpu bench-all-gpu sanitize-gpu clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ test-gpu:
 
 bench-gpu:
 	PYTHONPATH=src $(PYTHON) -m lightning_core bench quick
+
+# The full committed run on the GPU machine (all suites, plots, cross-suite summary).
+bench-all-gpu:
+	PYTHONPATH=src $(PYTHON) -m lightning_core bench all --device cuda \
+		--out-dir benchmarks/results/$(shell date -u +%Y-%m-%d)-h200
 
 sanitize-gpu:
 	PYTHONPATH=src:tests compute-sanitizer --tool memcheck --error-exitcode 1 \

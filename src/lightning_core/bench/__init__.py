@@ -1,7 +1,8 @@
 """Benchmarks: the timing harness, environment capture, result files and the suites.
 
-``lc bench <suite>`` (``bench.cli.main``) runs a suite; suites are modules of this package
-(``quick``). Importing this package imports neither CuPy nor PyTorch.
+``lc bench <suite>`` (``bench.cli.main``) runs a suite: ``quick`` (``bench.quick``) or one of
+``bench.suites`` (kernel, pipeline, ml, gemm-sweep, api-overhead, scaling), or ``all``.
+Importing this package imports neither CuPy nor PyTorch.
 """
 
 from __future__ import annotations
