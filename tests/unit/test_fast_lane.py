@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close, rand
+from conftest import assert_close, poisoned, rand
 
 import lightning_core as lc
 from lightning_core import config
@@ -60,16 +60,38 @@ def test_scalar_of_another_type_is_checked_again():
                   "cpu")
 
 
-def test_no_lane_for_out_policy_copies_or_lists(traced, rng):
+def test_no_lane_for_policy_copies_or_lists(traced, rng):
     a, b = rand(rng, 4, 4), rand(rng, 4, 4)
-    out = np.empty((4, 4), np.float32)
     for _ in range(2):
-        lc.matmul2d_into(a, b, out, "cpu")
         lc.matmul2d(a.astype(np.float64), b, "cpu")  # cast: a copy was made
         lc.matmul2d(np.asfortranarray(a), b, "cpu")  # non-contiguous: a copy was made
         lc.matmul_np_with_policy(a.ravel(), b.ravel(), 4, 4, 4, "cpu", lc.MatMulIoPolicy())
         lc.matmul(a.ravel().tolist(), b.ravel().tolist(), 4, 4, 4, "cpu")
     assert all("fast_lane" not in notes for notes in _notes())
+
+
+def test_into_takes_the_lane_and_writes_every_element(traced, rng):
+    a, b = rand(rng, 5, 6), rand(rng, 6, 7)
+    for flat in (False, True):
+        for _ in range(2):
+            out = poisoned(35 if flat else (5, 7))
+            assert lc.matmul2d_into(a, b, out, "cpu") is out
+            assert_close(out.reshape(5, 7), matmul_reference(a, b))
+    assert _notes() == [[], ["fast_lane"], [], ["fast_lane"]]
+
+
+def test_into_overlapping_an_input_takes_the_full_road(traced, rng):
+    x = rand(rng, 64)
+    y = rand(rng, 64)
+    out = np.empty(64, np.float32)
+    lc.vector_add_into(x, y, out, "cpu")
+    lc.vector_add_into(x, y, out, "cpu")
+    expected = x.astype(np.float64) + y
+    lc.vector_add_into(x, y, x, "cpu")  # in place: allowed, checked on the full road
+    assert_close(x, expected)
+    with pytest.raises(lc.AliasingError):
+        lc.matmul2d_into(a := rand(rng, 8, 8), a, a, "cpu")
+    assert _notes()[:3] == [[], ["fast_lane"], []]
 
 
 def test_config_change_invalidates_lanes(traced, rng):

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from ..runtime.arrays import as_operands, check_out
-from ..runtime.dispatch import Call, execute, lane_key, lookup_lane, run_lane
+from ..runtime.dispatch import MISS, Call, execute, lane_key, try_lane
 
 __all__ = [
     "relu",
@@ -56,12 +56,10 @@ def _check_approximate(op: str, approximate: Any) -> str:
 
 def _run(op: str, kernel: str, x: Any, out: Any, device: Any,
          params: dict[str, Any]) -> Any:
-    lane = None
-    if out is None:
-        lane = lane_key(op, device, tuple(params.items()), (x,))
-        hit = lookup_lane(lane)
-        if hit is not None:
-            return run_lane(hit, (x,))
+    lane = lane_key(op, device, tuple(params.items()), (x,), out)
+    result = try_lane(lane, (x,), out)
+    if result is not MISS:
+        return result
     (ox,), dtype = as_operands(op, ("x",), (x,))
     shape = tuple(ox.array.shape)
     native_out = None

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import PolicyError, ShapeError
 from ..runtime.arrays import as_operands, check_out
-from ..runtime.dispatch import Call, execute, lane_key, lookup_lane, run_lane
+from ..runtime.dispatch import MISS, Call, execute, lane_key, try_lane
 from ..runtime.policy import ONE_SHOT, AttentionIoPolicy, current_precision
 from ._checks import dim, flag, flat_view, need_rank, shape_text
 
@@ -66,11 +66,11 @@ def _postprocess(op: str, policy: Any) -> tuple[float, float, bool] | None:
 def _run(op: str, q: Any, k: Any, v: Any, out: Any, causal: Any, device: Any, *,
          flat: tuple[Any, Any] | None = None, policy: AttentionIoPolicy | None = None) -> Any:
     lane = None
-    if out is None and policy is None:
-        lane = lane_key(op, device, (causal, flat, current_precision(op)), (q, k, v))
-        hit = lookup_lane(lane)
-        if hit is not None:
-            return run_lane(hit, (q, k, v))
+    if policy is None:
+        lane = lane_key(op, device, (causal, flat, current_precision(op)), (q, k, v), out)
+        result = try_lane(lane, (q, k, v), out)
+        if result is not MISS:
+            return result
     is_causal = flag(op, "causal", causal)
     post = _postprocess(op, policy) if policy is not None else None
     operands, dtype = as_operands(op, ("q", "k", "v"), (q, k, v))

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import PolicyError, ShapeError
 from ..runtime.arrays import as_operands, check_out
-from ..runtime.dispatch import Call, execute, lane_key, lookup_lane, run_lane
+from ..runtime.dispatch import MISS, Call, execute, lane_key, try_lane
 from ..runtime.policy import ONE_SHOT, Conv2dIoPolicy, current_precision
 from ._checks import dim, flag, need_rank, shape_text
 
@@ -63,13 +63,13 @@ def _run(op: str, x: Any, w: Any, bias: Any, out: Any, stride_h: Any, stride_w: 
          pad_h: Any, pad_w: Any, device: Any, *, relu: Any,
          policy: Conv2dIoPolicy | None = None) -> Any:
     lane = None
-    if out is None and policy is None:
+    if policy is None:
         arrays = (x, w) if bias is None else (x, w, bias)
         lane = lane_key(op, device, (stride_h, stride_w, pad_h, pad_w, relu,
-                                     current_precision(op)), arrays)
-        hit = lookup_lane(lane)
-        if hit is not None:
-            return run_lane(hit, arrays)
+                                     current_precision(op)), arrays, out)
+        result = try_lane(lane, arrays, out)
+        if result is not MISS:
+            return result
     apply_relu = flag(op, "apply_relu", relu)
     geometry = {"stride_h": dim(op, "stride_h", stride_h, minimum=1),
                 "stride_w": dim(op, "stride_w", stride_w, minimum=1),

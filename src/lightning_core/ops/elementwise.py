@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, PolicyError, ShapeError
 from ..runtime.arrays import as_operands, check_out
-from ..runtime.dispatch import Call, execute, lane_key, lookup_lane, run_lane
+from ..runtime.dispatch import MISS, Call, execute, lane_key, try_lane
 from ..runtime.policy import ONE_SHOT, IoPlan, MatrixElementwiseIoPolicy, VectorAddIoPolicy
 from ._checks import dim, flat_view, shape_text
 
@@ -62,11 +62,11 @@ def _plan(op: str, policy: Any, expected: type) -> IoPlan:
 def _run(op: str, kind: str, a: Any, b: Any, out: Any, device: Any, *,
          flat: tuple[Any, Any] | None = None, policy: Any = None) -> Any:
     lane = None
-    if out is None and policy is None:
-        lane = lane_key(op, device, (kind, flat), (a, b))
-        hit = lookup_lane(lane)
-        if hit is not None:
-            return run_lane(hit, (a, b))
+    if policy is None:
+        lane = lane_key(op, device, (kind, flat), (a, b), out)
+        result = try_lane(lane, (a, b), out)
+        if result is not MISS:
+            return result
     plan = _plan(op, policy, VectorAddIoPolicy if flat is None else MatrixElementwiseIoPolicy)
     (oa, ob), dtype = as_operands(op, ("a", "b"), (a, b))
     if flat is not None:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, ShapeError
 from ..runtime.arrays import as_operands, check_out
-from ..runtime.dispatch import Call, execute, lane_key, lookup_lane, run_lane
+from ..runtime.dispatch import MISS, Call, execute, lane_key, try_lane
 from ..runtime.policy import ONE_SHOT, current_precision
 from ._checks import need_rank, shape_text
 from .activations import gelu_reference, relu_reference
@@ -50,13 +50,11 @@ def _activation(op: str, activation: Any) -> str | None:
 
 def _run(op: str, x: Any, w: Any, bias: Any, out: Any, activation: Any, device: Any,
          precision: str | None) -> Any:
-    lane = None
     arrays = (x, w) if bias is None else (x, w, bias)
-    if out is None:
-        lane = lane_key(op, device, (activation, current_precision(op, precision)), arrays)
-        hit = lookup_lane(lane)
-        if hit is not None:
-            return run_lane(hit, arrays)
+    lane = lane_key(op, device, (activation, current_precision(op, precision)), arrays, out)
+    result = try_lane(lane, arrays, out)
+    if result is not MISS:
+        return result
     kind = _activation(op, activation)
     names = ("x", "w") + (("bias",) if bias is not None else ())
     values = (x, w) + ((bias,) if bias is not None else ())

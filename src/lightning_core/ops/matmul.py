@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..runtime.arrays import as_operands, check_out
-from ..runtime.dispatch import Call, clear_decisions, execute, lane_key, lookup_lane, run_lane
+from ..runtime.dispatch import MISS, Call, clear_decisions, execute, lane_key, try_lane
 from ..runtime.policy import ONE_SHOT, MatMulIoPolicy, current_precision
 from ._checks import dim, flat_view, need_rank, shape_text
 
@@ -43,11 +43,11 @@ def _run(op: str, a: Any, b: Any, out: Any, device: Any, *,
          flat: tuple[int, int, int] | None = None, policy: MatMulIoPolicy | None = None,
          precision: str | None = None) -> Any:
     lane = None
-    if out is None and policy is None:
-        lane = lane_key(op, device, (flat, current_precision(op, precision)), (a, b))
-        hit = lookup_lane(lane)
-        if hit is not None:
-            return run_lane(hit, (a, b))
+    if policy is None:
+        lane = lane_key(op, device, (flat, current_precision(op, precision)), (a, b), out)
+        result = try_lane(lane, (a, b), out)
+        if result is not MISS:
+            return result
     (oa, ob), dtype = as_operands(op, ("a", "b"), (a, b))
     if flat is not None:
         m, k, n = (dim(op, nm, v) for nm, v in zip("mkn", flat, strict=True))

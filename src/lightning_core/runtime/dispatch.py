@@ -27,7 +27,7 @@ from .device import Route, resolve
 from .policy import ONE_SHOT, IoPlan
 
 __all__ = ["Call", "execute", "choose_impl", "set_selector", "set_crossover", "clear_decisions",
-           "lane_key", "lookup_lane", "run_lane"]
+           "lane_key", "try_lane", "run_lane", "MISS"]
 
 
 @dataclass(slots=True)
@@ -160,7 +160,7 @@ def execute(call: Call, device: object, *, lane: tuple[Any, ...] | None = None,
     result, stats = backend.run(impl, call)
     if TRACE.enabled:
         _record(call, route, impl, why, stats, t0)
-    if lane is not None and call.out is None and call.io is ONE_SHOT:
+    if lane is not None and call.io is ONE_SHOT:
         _keep_lane(lane, call, backend, impl, why, route, final,
                    stats.get("precision", call.precision))
     return result
@@ -213,25 +213,37 @@ _lanes: dict[tuple[Any, ...], Lane] = {}
 _LANE_LIMIT = 4096
 
 
-def lane_key(op: str, device: object, scalars: tuple[Any, ...],
-             arrays: tuple[Any, ...]) -> tuple[Any, ...] | None:
+def _signature(x: Any) -> tuple[Any, ...] | None:
+    t = type(x)
+    if t is np.ndarray:
+        flags = x.flags
+        return (x.shape, x.dtype, flags.c_contiguous, flags.writeable)
+    if t in _NATIVE:
+        return (t, x.shape, x.dtype, c_contiguous(x), x.data.device_id)
+    return None
+
+
+def lane_key(op: str, device: object, scalars: tuple[Any, ...], arrays: tuple[Any, ...],
+             out: Any = None) -> tuple[Any, ...] | None:
     """The fast-lane key of a call: everything its validation and routing depend on.
 
-    None when an input is not a plain NumPy or backend-native array (lists, torch tensors,
-    lc.Tensor take the full road).
+    None when an input or ``out`` is not a plain NumPy or backend-native array (lists, torch
+    tensors, lc.Tensor take the full road).
     """
     if type(device) is not str:
         return None
     _check_generation()
     key: list[Any] = [op, device, _exact(scalars)]
     for x in arrays:
-        t = type(x)
-        if t is np.ndarray:
-            key.append((x.shape, x.dtype, x.flags.c_contiguous))
-        elif t in _NATIVE:
-            key.append((t, x.shape, x.dtype, c_contiguous(x), x.data.device_id))
-        else:
+        sig = _signature(x)
+        if sig is None:
             return None
+        key.append(sig)
+    if out is not None:
+        sig = _signature(out)
+        if sig is None:
+            return None
+        key.append(("out", sig))
     return tuple(key)
 
 
@@ -242,14 +254,31 @@ def _exact(value: Any) -> Any:
     return (type(value), value)
 
 
-def lookup_lane(key: tuple[Any, ...] | None) -> Lane | None:
-    """The lane stored under ``key``, if any (unhashable arguments never have one)."""
+MISS = object()  # ``try_lane``'s answer when the call must take the full road
+
+
+def try_lane(key: tuple[Any, ...] | None, arrays: tuple[Any, ...], out: Any = None) -> Any:
+    """Run the call on its lane and return the result, or ``MISS``.
+
+    A call whose ``out`` overlaps an input always takes the full road (aliasing rules).
+    """
     if key is None:
-        return None
+        return MISS
     try:
-        return _lanes.get(key)
-    except TypeError:
-        return None
+        lane = _lanes.get(key)
+    except TypeError:  # unhashable arguments never have a lane
+        return MISS
+    if lane is None or (out is not None and _overlaps(out, arrays)):
+        return MISS
+    return run_lane(lane, arrays, out)
+
+
+def _overlaps(out: Any, arrays: tuple[Any, ...]) -> bool:
+    if type(out) is np.ndarray:
+        return any(np.may_share_memory(out, a) for a in arrays)
+    lo = out.data.ptr
+    hi = lo + out.nbytes
+    return any(a.data.ptr < hi and lo < a.data.ptr + a.nbytes for a in arrays)
 
 
 def _keep_lane(key: tuple[Any, ...], call: Call, backend: Backend, impl: Impl, why: str,
@@ -260,6 +289,8 @@ def _keep_lane(key: tuple[Any, ...], call: Call, backend: Backend, impl: Impl, w
     host = backend.name == "cpu"
     if not all((not o.on_device) if host else o.on_device for o in inputs):
         return
+    if call.out is not None and (type(call.out) is np.ndarray) != host:
+        return  # an out on the other side of the bus means a copy: not a lane
     if len(_lanes) >= _LANE_LIMIT:
         _lanes.clear()
     try:
@@ -270,12 +301,12 @@ def _keep_lane(key: tuple[Any, ...], call: Call, backend: Backend, impl: Impl, w
     lane.used_precision = used_precision
 
 
-def run_lane(lane: Lane, arrays: tuple[Any, ...]) -> Any:
+def run_lane(lane: Lane, arrays: tuple[Any, ...], out: Any = None) -> Any:
     """Launch a call on its lane: the arrays match the lane's key, so nothing is re-checked."""
     t0 = time.perf_counter_ns() if TRACE.enabled else 0
     ins = tuple(a if a.shape == s else a.reshape(s)
                 for a, s in zip(arrays, lane.shapes, strict=True))
-    result = lane.backend.run_direct(lane.impl, ins, lane)
+    result = lane.backend.run_direct(lane.impl, ins, lane, out)
     if TRACE.enabled:
         route = lane.route
         TRACE.record(TraceEvent(
@@ -285,6 +316,8 @@ def run_lane(lane: Lane, arrays: tuple[Any, ...]) -> Any:
             fallback=route.fallback, fallback_reason=route.reason if route.fallback else "",
             impl=lane.impl.name, impl_reason=lane.why,
             shapes=tuple(tuple(a.shape) for a in ins) + (tuple(lane.out_shape),),
-            dtype=lane.dtype.name, precision=lane.used_precision, synchronized=lane.backend.name == "cpu",
-            notes=("fast_lane",)))
+            dtype=lane.dtype.name, precision=lane.used_precision,
+            synchronized=lane.backend.name == "cpu", notes=("fast_lane",)))
+    if out is not None:
+        return out
     return result if lane.final is None else result.reshape(lane.final)

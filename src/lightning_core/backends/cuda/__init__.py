@@ -208,13 +208,17 @@ class CudaBackend(Backend):
             return used
         return call.precision if call.precision in impl.precisions else "fp32"
 
-    def run_direct(self, impl: Impl, inputs: tuple[Any, ...], lane: Any) -> Any:
-        """The fast lane: device inputs already checked; launch on the caller's stream."""
+    def run_direct(self, impl: Impl, inputs: tuple[Any, ...], lane: Any, out: Any = None) -> Any:
+        """The fast lane: device inputs (and ``out``) already checked; launch on the caller's
+        current stream, no host sync (as ``_run_resident``)."""
         stream = self._current_stream()
         try:
-            out = self._empty(lane.out_shape, lane.dtype)
-            if out.size:
-                impl.fn(*inputs, out=out, stream=stream, precision=lane.precision, **lane.params)
+            if out is None:
+                out = self._empty(lane.out_shape, lane.dtype)
+            target = out if out.shape == lane.out_shape else out.reshape(lane.out_shape)
+            if target.size:
+                impl.fn(*inputs, out=target, stream=stream, precision=lane.precision,
+                        **lane.params)
         except self._oom as exc:
             raise DeviceOutOfMemoryError(f"[{lane.op}] the device ran out of memory running "
                                          f"{impl.name}: {exc}") from None
