@@ -12,8 +12,8 @@ from ..errors import InvalidArgumentError, ShapeError
 __all__ = ["dim", "flag", "shape_text", "need_rank", "flat_view"]
 
 
-def dim(op: str, name: str, value: Any, *, minimum: int = 0) -> int:
-    """A size argument: an integer (not bool) >= ``minimum``."""
+def dim(op: str, name: str, value: Any, *, minimum: int | None = 0) -> int:
+    """An integer argument (not a bool), at least ``minimum`` unless that is None."""
     if isinstance(value, bool):
         raise InvalidArgumentError(f"[{op}] {name} must be an integer, got a bool")
     try:
@@ -21,7 +21,7 @@ def dim(op: str, name: str, value: Any, *, minimum: int = 0) -> int:
     except TypeError:
         raise InvalidArgumentError(f"[{op}] {name} must be an integer, got "
                                    f"{type(value).__name__}") from None
-    if ivalue < minimum:
+    if minimum is not None and ivalue < minimum:
         raise InvalidArgumentError(f"[{op}] {name} must be >= {minimum}, got {ivalue}")
     return ivalue
 

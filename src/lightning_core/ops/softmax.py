@@ -8,16 +8,15 @@ that row NaN.
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, ShapeError
+from ..errors import ShapeError
 from ..runtime.arrays import as_operands, check_out, is_device_array, to_numpy
 from ..runtime.dispatch import Call, execute
 from ..runtime.policy import ONE_SHOT, IoPlan
-from ._checks import shape_text
+from ._checks import dim, shape_text
 
 __all__ = ["softmax", "softmax_into", "softmax_reference"]
 
@@ -32,13 +31,7 @@ def softmax_reference(x: Any, axis: int = -1) -> np.ndarray:
 
 def _axis(op: str, axis: Any, shape: tuple[int, ...]) -> int:
     """Normalise ``axis`` to ``0 <= axis < len(shape)``."""
-    if isinstance(axis, bool):
-        raise InvalidArgumentError(f"[{op}] axis must be an integer, got a bool")
-    try:
-        value = operator.index(axis)
-    except TypeError:
-        raise InvalidArgumentError(f"[{op}] axis must be an integer, got "
-                                   f"{type(axis).__name__}") from None
+    value = dim(op, "axis", axis, minimum=None)
     ndim = len(shape)
     if ndim == 0:
         raise ShapeError(f"[{op}] x must have at least 1 dimension, got a scalar")
