@@ -35,7 +35,22 @@ def session_executor(op: str, device: Any) -> tuple[Any, Any]:
 
 
 def _shape_of(x: Any) -> tuple[int, ...]:
-    return tuple(int(d) for d in getattr(x, "shape", np.shape(x)))
+    shape = getattr(x, "shape", None)
+    if type(shape) is tuple:  # NumPy and CuPy: already a tuple of ints
+        return shape
+    return tuple(int(d) for d in (np.shape(x) if shape is None else shape))
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    size = 1
+    for d in shape:
+        size *= d
+    return size
+
+
+def _dtype_name(dtype: Any) -> str:
+    """A dtype's name, for NumPy, CuPy and torch dtypes alike ("torch.float32" -> "float32")."""
+    return str(dtype).replace("torch.", "")
 
 
 class ResidentOp:
@@ -90,13 +105,11 @@ class ResidentOp:
     def check(self, name: str, value: Any, shape: tuple[int, ...], *, flat_ok: bool = True) -> None:
         """Raise ``SessionMismatchError`` unless ``value`` fits ``shape`` and the dtype."""
         got = _shape_of(value)
-        size = int(np.prod(shape))
-        fits = got == shape or (flat_ok and len(got) == 1 and got[0] == size)
-        if not fits:
+        if got != shape and not (flat_ok and len(got) == 1 and got[0] == _size(shape)):
             raise SessionMismatchError(f"[{self.op}] {name} has shape {got}, the session was "
                                        f"built for {shape}")
         dtype = getattr(value, "dtype", None)
-        if dtype is not None and np.dtype(str(dtype).replace("torch.", "")) != self.dtype:
+        if dtype is not None and dtype != self.dtype and _dtype_name(dtype) != self.dtype.name:
             raise SessionMismatchError(f"[{self.op}] {name} has dtype {dtype}, the session "
                                        f"was built for {self.dtype.name}")
         if self.ex.device == "cpu" and is_device_array(value):
