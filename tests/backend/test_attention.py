@@ -91,7 +91,10 @@ def test_large_scores_do_not_overflow(device, rng):
     q, k, v = _qkv(rng, 50, 8, scale=60.0)
     got = lc.attention2d(q, k, v, False, device)
     assert np.isfinite(lc_to_numpy(got)).all()
-    assert_close(got, attention_reference(q, k, v, False), scale=60.0)
+    # Scores reach ~1e4 here, so float32 rounding of a score (|s| * 6e-8 per operation) moves
+    # the softmax weights by ~1e-3 relative: the output error scales with max|v|, not 1.
+    ref = attention_reference(q, k, v, False)
+    np.testing.assert_allclose(lc_to_numpy(got), ref, rtol=0, atol=2e-3 * np.abs(v).max())
 
 
 @pytest.mark.parametrize("seq", [9, 1100])
