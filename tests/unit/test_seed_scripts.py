@@ -109,6 +109,15 @@ def _run_seed_copy(tmp_path: Path, name: str, subdir: str,
     return done
 
 
+def _saved_results(tmp_path: Path, done: subprocess.CompletedProcess[str],
+                   stem: str) -> tuple[Path, Path]:
+    """The CSV and JSON a *_all_bench script wrote to benchmark_results/ (and said so)."""
+    out_dir = tmp_path.resolve() / "benchmark_results"
+    csv_path, json_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.json"
+    assert f"saved: {csv_path}" in done.stdout and f"saved: {json_path}" in done.stdout
+    return csv_path, json_path
+
+
 def _read_csv(path: Path, columns: list[str]) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
@@ -186,10 +195,7 @@ def test_seed_large_gemm_auto_sweep_runs_unmodified(tmp_path):
 @_unless_slow_allowed("8")
 def test_seed_ml_all_bench_runs_unmodified(tmp_path):
     done = _run_seed_copy(tmp_path, "ml_all_bench.py", ".", ONE_TIMING_RUN)
-    out_dir = tmp_path.resolve() / "benchmark_results"
-    csv_path = out_dir / "ml_all_bench.csv"
-    json_path = out_dir / "ml_all_bench.json"
-    assert f"saved: {csv_path}" in done.stdout and f"saved: {json_path}" in done.stdout
+    csv_path, json_path = _saved_results(tmp_path, done, "ml_all_bench")
     rows = _read_csv(csv_path, ML_COLUMNS)
     assert [(r["bench"], r["shape"]) for r in rows] == ML_ROWS
     for row in rows:
@@ -205,10 +211,7 @@ def test_seed_ml_all_bench_runs_unmodified(tmp_path):
 @_unless_slow_allowed("32")
 def test_seed_dl_all_bench_runs_unmodified(tmp_path):
     done = _run_seed_copy(tmp_path, "dl_all_bench.py", ".", ONE_TIMING_RUN)
-    out_dir = tmp_path.resolve() / "benchmark_results"
-    csv_path = out_dir / "large_gemm_auto_sweep.csv"
-    json_path = out_dir / "large_gemm_auto_sweep.json"
-    assert f"saved: {csv_path}" in done.stdout and f"saved: {json_path}" in done.stdout
+    csv_path, json_path = _saved_results(tmp_path, done, "large_gemm_auto_sweep")
     rows = _read_csv(csv_path, DL_SWEEP_COLUMNS)
     for row in rows:
         _finite_ms(row["integrated_api_ms"])

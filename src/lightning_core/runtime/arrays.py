@@ -153,8 +153,8 @@ def c_contiguous(arr: Any) -> bool:
     return bool(flag) if flag is not None else arr.flags.c_contiguous
 
 
-def as_operands(op: str, names: tuple[str, ...], values: tuple[Any, ...],
-                *, float_only: bool = True) -> tuple[tuple[Operand, ...], np.dtype]:
+def as_operands(op: str, names: tuple[str, ...],
+                values: tuple[Any, ...]) -> tuple[tuple[Operand, ...], np.dtype]:
     """Normalize inputs and find their common compute dtype.
 
     Returns the operands (cast to the common dtype, C-contiguous) and that dtype. Mixed float

@@ -139,7 +139,7 @@ def execute(call: Call, device: object, *, lane: tuple[Any, ...] | None = None,
     data, its validated, routed decision is kept under that key so the next identical call can
     skip straight to the launch (``final``: the shape the op returns the result in).
     """
-    t0 = time.perf_counter_ns()
+    t0 = time.perf_counter_ns() if TRACE.enabled else 0
     if type(device) is not str:
         resolve(call.op, device)  # raises DeviceError with the valid names
     _check_generation()
