@@ -56,7 +56,7 @@ def _check_approximate(op: str, approximate: Any) -> str:
 
 def _run(op: str, kernel: str, x: Any, out: Any, device: Any,
          params: dict[str, Any]) -> Any:
-    lane = lane_key(op, device, tuple(params.items()), (x,), out)
+    lane = lane_key(op, device, tuple(params.values()), (x,), out)
     result = try_lane(lane, (x,), out)
     if result is not MISS:
         return result

@@ -67,7 +67,8 @@ def _run(op: str, q: Any, k: Any, v: Any, out: Any, causal: Any, device: Any, *,
          flat: tuple[Any, Any] | None = None, policy: AttentionIoPolicy | None = None) -> Any:
     lane = None
     if policy is None:
-        lane = lane_key(op, device, (causal, flat, current_precision(op)), (q, k, v), out)
+        lane = lane_key(op, device, (causal, current_precision(op), *(flat or ())), (q, k, v),
+                        out)
         result = try_lane(lane, (q, k, v), out)
         if result is not MISS:
             return result

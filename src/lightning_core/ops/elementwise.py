@@ -63,7 +63,7 @@ def _run(op: str, kind: str, a: Any, b: Any, out: Any, device: Any, *,
          flat: tuple[Any, Any] | None = None, policy: Any = None) -> Any:
     lane = None
     if policy is None:
-        lane = lane_key(op, device, (kind, flat), (a, b), out)
+        lane = lane_key(op, device, (kind, *(flat or ())), (a, b), out)
         result = try_lane(lane, (a, b), out)
         if result is not MISS:
             return result

@@ -44,7 +44,8 @@ def _run(op: str, a: Any, b: Any, out: Any, device: Any, *,
          precision: str | None = None) -> Any:
     lane = None
     if policy is None:
-        lane = lane_key(op, device, (flat, current_precision(op, precision)), (a, b), out)
+        lane = lane_key(op, device, (current_precision(op, precision), *(flat or ())), (a, b),
+                        out)
         result = try_lane(lane, (a, b), out)
         if result is not MISS:
             return result

@@ -77,6 +77,10 @@ class Impl:
     fn: Callable[..., Any]
     dtypes: frozenset[str]
     precisions: frozenset[str]
+    # Optional: ``prepare(in_shapes, out_shape, dtype, precision, **params)`` returns a launcher
+    # ``(inputs, out, stream) -> None`` with everything but the arrays resolved once (the fast
+    # lane's per-signature launch), or None to use ``fn`` itself.
+    prepare: Callable[..., Any] | None = None
 
     @property
     def name(self) -> str:
@@ -110,6 +114,15 @@ class Backend:
     def run(self, impl: Impl, call: Any) -> tuple[Any, dict[str, Any]]:
         raise NotImplementedError
 
+    def prepare_direct(self, impl: Impl, lane: Any) -> Callable[[tuple[Any, ...], Any], Any] | None:
+        """The fast lane's launcher for one call signature (``runtime.dispatch.Lane``).
+
+        Returns ``run(arrays, out)`` that launches ``impl`` on arrays already matching the lane
+        (no checks, no data movement) and returns the result, or None when ``out`` overlaps an
+        input. Returning None here means this backend keeps no lanes.
+        """
+        return None
+
 
 _BACKENDS: dict[str, Callable[[], Backend]] = {}
 _INSTANCES: dict[str, Backend] = {}
@@ -139,14 +152,18 @@ def get_backend(name: str) -> Backend:
 
 def register(backend: str, op: str, variant: str = "default", *,
              dtypes: Iterable[str] = ("float32", "float64"),
-             precisions: Iterable[str] = ("fp32",)) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+             precisions: Iterable[str] = ("fp32",),
+             prepare: Callable[..., Any] | None = None,
+             ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn`` as the ``variant`` implementation of ``op`` on ``backend``.
 
-    The first variant registered for an op is its default.
+    The first variant registered for an op is its default. ``prepare`` (optional) builds the
+    fast lane's launcher for one signature (see ``Impl.prepare``).
     """
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        impl = Impl(backend, op, variant, fn, frozenset(dtypes), frozenset(precisions))
+        impl = Impl(backend, op, variant, fn, frozenset(dtypes), frozenset(precisions),
+                    prepare)
         bucket = _IMPLS.setdefault((backend, op), [])
         bucket[:] = [i for i in bucket if i.variant != variant]
         bucket.append(impl)

@@ -27,7 +27,7 @@ from .device import Route, resolve
 from .policy import ONE_SHOT, IoPlan
 
 __all__ = ["Call", "execute", "choose_impl", "set_selector", "set_crossover", "clear_decisions",
-           "lane_key", "try_lane", "run_lane", "MISS"]
+           "lane_key", "try_lane", "Lane", "MISS"]
 
 
 @dataclass(slots=True)
@@ -195,30 +195,54 @@ def _record(call: Call, route: Route, impl: Impl, why: str, stats: dict[str, Any
 
 
 class Lane:
-    """A call signature already validated, routed and decided, that moves no data."""
+    """A call signature already validated, routed and decided, that moves no data.
 
-    __slots__ = ("backend", "impl", "why", "route", "shapes", "out_shape", "dtype", "params",
-                 "precision", "final", "op", "used_precision")
+    ``run(arrays, out)`` is the backend's prepared launcher (``Backend.prepare_direct``): it
+    takes the caller's arrays as they are (they match the lane's key) and returns the result,
+    or None when ``out`` overlaps an input (that call takes the full road for its aliasing
+    rules).
+    """
+
+    __slots__ = ("backend", "impl", "why", "route", "shapes", "raw_shapes", "raw_nbytes",
+                 "out_shape",
+                 "raw_out_shape", "dtype", "params", "precision", "final", "op",
+                 "used_precision", "run")
 
     def __init__(self, call: Call, backend: Backend, impl: Impl, why: str, route: Route,
-                 final: tuple[int, ...] | None) -> None:
+                 final: tuple[int, ...] | None, key: tuple[Any, ...], used_precision: str) -> None:
         self.backend, self.impl, self.why, self.route = backend, impl, why, route
         self.shapes = tuple(o.array.shape for o in call.inputs)
+        self.raw_shapes = tuple(sig[1] for sig in key[4])
+        self.raw_nbytes = tuple(int(np.prod(sig[1])) * sig[2].itemsize for sig in key[4])
+        self.raw_out_shape = key[5][1] if key[5] is not None else None
         self.out_shape, self.dtype, self.params = call.out_shape, call.dtype, call.params
         self.precision, self.final, self.op = call.precision, final, call.op
-        self.used_precision = call.precision
+        self.used_precision = used_precision
+        self.run: Callable[[tuple[Any, ...], Any], Any] | None = None
+
+    def reshapes(self) -> tuple[tuple[int, ...] | None, ...] | None:
+        """Per input, the shape the impl wants when it differs from the caller's (else None);
+        None overall when no input needs a reshape."""
+        wanted = tuple(None if raw == s else s
+                       for raw, s in zip(self.raw_shapes, self.shapes, strict=True))
+        return wanted if any(w is not None for w in wanted) else None
 
 
 _lanes: dict[tuple[Any, ...], Lane] = {}
 _LANE_LIMIT = 4096
+_FAST_TYPES: list[type] = []  # native device array types with a cached ``_c_contiguous``
 
 
 def _signature(x: Any) -> tuple[Any, ...] | None:
     t = type(x)
     if t is np.ndarray:
         flags = x.flags
-        return (x.shape, x.dtype, flags.c_contiguous, flags.writeable)
+        return (t, x.shape, x.dtype, flags.c_contiguous, flags.writeable)
+    if t in _FAST_TYPES:
+        return (t, x.shape, x.dtype, x._c_contiguous, x.data.device_id)
     if t in _NATIVE:
+        if hasattr(x, "_c_contiguous"):
+            _FAST_TYPES.append(t)
         return (t, x.shape, x.dtype, c_contiguous(x), x.data.device_id)
     return None
 
@@ -227,31 +251,26 @@ def lane_key(op: str, device: object, scalars: tuple[Any, ...], arrays: tuple[An
              out: Any = None) -> tuple[Any, ...] | None:
     """The fast-lane key of a call: everything its validation and routing depend on.
 
-    None when an input or ``out`` is not a plain NumPy or backend-native array (lists, torch
-    tensors, lc.Tensor take the full road).
+    ``scalars`` is a flat tuple of the call's non-array arguments; their types are part of the
+    key (3.0 must not find the lane of 3). None when an input or ``out`` is not a plain NumPy
+    or backend-native array (lists, torch tensors, lc.Tensor take the full road).
     """
     if type(device) is not str:
         return None
-    _check_generation()
-    key: list[Any] = [op, device, _exact(scalars)]
+    if generation() != _seen_generation[0]:
+        _check_generation()
+    sigs = []
     for x in arrays:
         sig = _signature(x)
         if sig is None:
             return None
-        key.append(sig)
+        sigs.append(sig)
+    out_sig = None
     if out is not None:
-        sig = _signature(out)
-        if sig is None:
+        out_sig = _signature(out)
+        if out_sig is None:
             return None
-        key.append(("out", sig))
-    return tuple(key)
-
-
-def _exact(value: Any) -> Any:
-    """``value`` with its type attached at every level: 3.0 must not find the lane of 3."""
-    if type(value) is tuple:
-        return tuple(_exact(v) for v in value)
-    return (type(value), value)
+    return (op, device, scalars, tuple(map(type, scalars)), tuple(sigs), out_sig)
 
 
 MISS = object()  # ``try_lane``'s answer when the call must take the full road
@@ -268,23 +287,19 @@ def try_lane(key: tuple[Any, ...] | None, arrays: tuple[Any, ...], out: Any = No
         lane = _lanes.get(key)
     except TypeError:  # unhashable arguments never have a lane
         return MISS
-    if lane is None or (out is not None and _overlaps(out, arrays)):
+    if lane is None:
         return MISS
-    return run_lane(lane, arrays, out)
-
-
-def _overlaps(out: Any, arrays: tuple[Any, ...]) -> bool:
-    if type(out) is np.ndarray:
-        return any(np.may_share_memory(out, a) for a in arrays)
-    lo = out.data.ptr
-    hi = lo + out.nbytes
-    return any(a.data.ptr < hi and lo < a.data.ptr + a.nbytes for a in arrays)
+    if TRACE.enabled:
+        return _run_traced(lane, arrays, out)
+    result = lane.run(arrays, out)
+    return MISS if result is None else result
 
 
 def _keep_lane(key: tuple[Any, ...], call: Call, backend: Backend, impl: Impl, why: str,
                route: Route, final: tuple[int, ...] | None, used_precision: str) -> None:
     inputs = call.inputs
-    if any(o.copied for o in inputs) or not hasattr(backend, "run_direct"):
+    prepare = getattr(backend, "prepare_direct", None)
+    if any(o.copied for o in inputs) or prepare is None:
         return
     host = backend.name == "cpu"
     if not all((not o.on_device) if host else o.on_device for o in inputs):
@@ -297,27 +312,26 @@ def _keep_lane(key: tuple[Any, ...], call: Call, backend: Backend, impl: Impl, w
         hash(key)
     except TypeError:
         return
-    lane = _lanes[key] = Lane(call, backend, impl, why, route, final)
-    lane.used_precision = used_precision
+    lane = Lane(call, backend, impl, why, route, final, key, used_precision)
+    lane.run = prepare(impl, lane)
+    if lane.run is not None:
+        _lanes[key] = lane
 
 
-def run_lane(lane: Lane, arrays: tuple[Any, ...], out: Any = None) -> Any:
-    """Launch a call on its lane: the arrays match the lane's key, so nothing is re-checked."""
-    t0 = time.perf_counter_ns() if TRACE.enabled else 0
-    ins = tuple(a if a.shape == s else a.reshape(s)
-                for a, s in zip(arrays, lane.shapes, strict=True))
-    result = lane.backend.run_direct(lane.impl, ins, lane, out)
-    if TRACE.enabled:
-        route = lane.route
-        TRACE.record(TraceEvent(
-            type="op_dispatch", timestamp_ns=t0, duration_ns=time.perf_counter_ns() - t0,
-            size_bytes=int(sum(a.nbytes for a in ins)), op=lane.op,
-            requested_device=route.requested, selected_device=route.selected,
-            fallback=route.fallback, fallback_reason=route.reason if route.fallback else "",
-            impl=lane.impl.name, impl_reason=lane.why,
-            shapes=tuple(tuple(a.shape) for a in ins) + (tuple(lane.out_shape),),
-            dtype=lane.dtype.name, precision=lane.used_precision,
-            synchronized=lane.backend.name == "cpu", notes=("fast_lane",)))
-    if out is not None:
-        return out
-    return result if lane.final is None else result.reshape(lane.final)
+def _run_traced(lane: Lane, arrays: tuple[Any, ...], out: Any) -> Any:
+    """A lane call with its trace event (the event a full-road call records, noted fast_lane)."""
+    t0 = time.perf_counter_ns()
+    result = lane.run(arrays, out)
+    if result is None:
+        return MISS
+    route = lane.route
+    TRACE.record(TraceEvent(
+        type="op_dispatch", timestamp_ns=t0, duration_ns=time.perf_counter_ns() - t0,
+        size_bytes=int(sum(a.nbytes for a in arrays)), op=lane.op,
+        requested_device=route.requested, selected_device=route.selected,
+        fallback=route.fallback, fallback_reason=route.reason if route.fallback else "",
+        impl=lane.impl.name, impl_reason=lane.why,
+        shapes=tuple(lane.shapes) + (tuple(lane.out_shape),),
+        dtype=lane.dtype.name, precision=lane.used_precision,
+        synchronized=lane.backend.name == "cpu", notes=("fast_lane",)))
+    return result

@@ -38,15 +38,32 @@ class CpuBackend(Backend):
             details={"cores": os.cpu_count() or 1, "numpy": np.__version__},
         )
 
-    def run_direct(self, impl: Impl, inputs: tuple[np.ndarray, ...], lane: Any,
-                   out: np.ndarray | None = None) -> np.ndarray:
+    def prepare_direct(self, impl: Impl, lane: Any) -> Any:
         """The fast lane: host inputs (and ``out``) already checked, no data to move."""
-        if out is None:
-            out = np.empty(lane.out_shape, dtype=lane.dtype)
-        target = out if out.shape == lane.out_shape else out.reshape(lane.out_shape)
-        if target.size:
-            impl.fn(*inputs, out=target, **lane.params)
-        return out
+        fn, params, shape, dtype, final = impl.fn, lane.params, lane.out_shape, lane.dtype, \
+            lane.final
+        reshapes = lane.reshapes()
+        out_reshape = lane.raw_out_shape is not None and lane.raw_out_shape != shape
+        size = int(np.prod(shape))
+        overlap = np.may_share_memory
+
+        def run(arrays: tuple[np.ndarray, ...], out: np.ndarray | None) -> Any:
+            if reshapes is not None:
+                arrays = tuple(a if s is None else a.reshape(s)
+                               for a, s in zip(arrays, reshapes, strict=True))
+            if out is None:
+                result = np.empty(shape, dtype=dtype)
+                if size:
+                    fn(*arrays, out=result, **params)
+                return result if final is None else result.reshape(final)
+            for a in arrays:
+                if overlap(out, a):
+                    return None
+            if size:
+                fn(*arrays, out=out.reshape(shape) if out_reshape else out, **params)
+            return out
+
+        return run
 
     def session_executor(self) -> Any:
         """A fresh executor for a resident session (plain replays, no graphs)."""

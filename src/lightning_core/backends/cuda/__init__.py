@@ -208,21 +208,56 @@ class CudaBackend(Backend):
             return used
         return call.precision if call.precision in impl.precisions else "fp32"
 
-    def run_direct(self, impl: Impl, inputs: tuple[Any, ...], lane: Any, out: Any = None) -> Any:
+    def prepare_direct(self, impl: Impl, lane: Any) -> Any:
         """The fast lane: device inputs (and ``out``) already checked; launch on the caller's
-        current stream, no host sync (as ``_run_resident``)."""
-        stream = self._current_stream()
-        try:
-            if out is None:
-                out = self._empty(lane.out_shape, lane.dtype)
-            target = out if out.shape == lane.out_shape else out.reshape(lane.out_shape)
-            if target.size:
-                impl.fn(*inputs, out=target, stream=stream, precision=lane.precision,
-                        **lane.params)
-        except self._oom as exc:
-            raise DeviceOutOfMemoryError(f"[{lane.op}] the device ran out of memory running "
-                                         f"{impl.name}: {exc}") from None
-        return out
+        current stream, no host sync (as ``_run_resident``).
+
+        Everything but the arrays is resolved here once: the impl's own prepared launcher when
+        it has one (kernel, grid, scalars), the reshapes, the byte ranges for the overlap test.
+        """
+        shape, dtype, final, op = lane.out_shape, lane.dtype, lane.final, lane.op
+        if impl.prepare is not None:
+            launch = impl.prepare(lane.shapes, shape, dtype, lane.precision, **lane.params)
+        else:
+            launch = None
+        if launch is None:
+            fn, precision, params = impl.fn, lane.precision, lane.params
+
+            def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
+                fn(*ins, out=out, stream=stream, precision=precision, **params)
+
+        reshapes = lane.reshapes()
+        out_reshape = lane.raw_out_shape is not None and lane.raw_out_shape != shape
+        size = int(np.prod(shape))
+        out_bytes = size * dtype.itemsize
+        in_bytes = lane.raw_nbytes
+        empty, current, oom = self._empty, self._current_stream, self._oom
+
+        def run(arrays: tuple[Any, ...], out: Any) -> Any:
+            if out is not None:
+                lo = out.data.ptr
+                hi = lo + out_bytes
+                for a, nbytes in zip(arrays, in_bytes, strict=True):
+                    p = a.data.ptr
+                    if p < hi and lo < p + nbytes:
+                        return None
+            if reshapes is not None:
+                arrays = tuple(a if s is None else a.reshape(s)
+                               for a, s in zip(arrays, reshapes, strict=True))
+            try:
+                if out is None:
+                    result = empty(shape, dtype)
+                    if size:
+                        launch(arrays, result, current())
+                    return result if final is None else result.reshape(final)
+                if size:
+                    launch(arrays, out.reshape(shape) if out_reshape else out, current())
+            except oom as exc:
+                raise DeviceOutOfMemoryError(f"[{op}] the device ran out of memory running "
+                                             f"{impl.name}: {exc}") from None
+            return out
+
+        return run
 
     def _run_resident(self, impl: Impl, call: Any) -> tuple[Any, dict[str, Any]]:
         """Device-resident inputs: launch on the caller's current stream, like CuPy and torch.

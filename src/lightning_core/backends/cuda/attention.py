@@ -223,18 +223,19 @@ def _launcher(requested: str, seq: int, d: int, dtype_name: str, causal: bool,
     return _Launcher(plan, scalars + _scratch(plan, stream), False)
 
 
-def _run(requested: str, q: Any, k: Any, v: Any, out: Any, stream: Any, causal: bool,
-         scale: float | None, post: tuple[float, float, bool] | None) -> None:
-    import cupy  # noqa: PLC0415
-
-    seq, d = q.shape
-    vec = _vec_ok(d, (q, k, v, out))
-    key = (requested, seq, d, q.dtype.char, causal, scale, post, vec,
-           cupy.cuda.runtime.getDevice(), stream.ptr)
+def _cached_launcher(requested: str, seq: int, d: int, dtype: np.dtype, causal: bool,
+                     scale: float | None, post: tuple[float, float, bool] | None, vec: int,
+                     dev: int, stream: Any) -> _Launcher:
+    key = (requested, seq, d, dtype.char, causal, scale, post, vec, dev, stream.ptr)
     launch = _launchers.get(key)
     if launch is None:
-        launch = _remember(_launchers, key, _launcher(requested, seq, d, q.dtype.name, causal,
+        launch = _remember(_launchers, key, _launcher(requested, seq, d, dtype.name, causal,
                                                       scale, post, vec, stream))
+    return launch
+
+
+def _fire(launch: _Launcher, q: Any, k: Any, v: Any, out: Any, stream: Any, causal: bool,
+          scale: float | None, post: tuple[float, float, bool] | None) -> None:
     plan = launch.plan
     if plan is None:
         _composite(q, k, v, out, stream, causal, scale, post)
@@ -243,6 +244,44 @@ def _run(requested: str, q: Any, k: Any, v: Any, out: Any, stream: Any, causal: 
     args = (q, k, v, out, *launch.scalars, out, out, out) if launch.unused_scratch \
         else (q, k, v, out, *launch.scalars)
     plan.kernel(plan.grid, plan.block, args, stream=stream, shared_mem=plan.smem)
+
+
+def _run(requested: str, q: Any, k: Any, v: Any, out: Any, stream: Any, causal: bool,
+         scale: float | None, post: tuple[float, float, bool] | None) -> None:
+    import cupy  # noqa: PLC0415
+
+    seq, d = q.shape
+    launch = _cached_launcher(requested, seq, d, q.dtype, causal, scale, post,
+                              _vec_ok(d, (q, k, v, out)), cupy.cuda.runtime.getDevice(), stream)
+    _fire(launch, q, k, v, out, stream, causal, scale, post)
+
+
+def _prepare(requested: str) -> Any:
+    """The fast lane's launcher factory of one variant: shape, dtype and flags resolved once;
+    a call tests the pointers' alignment and finds its launch plan by (alignment, stream)."""
+
+    def prepare(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype, precision: str, *,
+                causal: bool, scale: float | None, post: Any) -> Any:
+        seq, d = shape
+        dev, _ = _device()
+        mine: dict[tuple[int, int], _Launcher] = {}
+        d_vec = d % 4 == 0
+
+        def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
+            q, k, v = ins
+            vec = int(d_vec and not (q.data.ptr | k.data.ptr | v.data.ptr | out.data.ptr) & 15)
+            key = (vec, stream.ptr)
+            found = mine.get(key)
+            if found is None:
+                if len(mine) >= 8:
+                    mine.clear()
+                found = mine[key] = _cached_launcher(requested, seq, d, dtype, causal, scale,
+                                                     post, vec, dev, stream)
+            _fire(found, q, k, v, out, stream, causal, scale, post)
+
+        return launch
+
+    return prepare
 
 
 def _composite(q: Any, k: Any, v: Any, out: Any, stream: Any, causal: bool,
@@ -283,14 +322,16 @@ def _composite(q: Any, k: Any, v: Any, out: Any, stream: Any, causal: bool,
         out[...] = res.astype(out.dtype, copy=False)
 
 
-@register("cuda", "attention", "auto", dtypes=_DTYPES)
+@register("cuda", "attention", "auto", dtypes=_DTYPES,
+          prepare=_prepare("auto"))
 def attention_auto(q: Any, k: Any, v: Any, *, out: Any, stream: Any, precision: str,
                    causal: bool, scale: float | None, post: Any) -> None:
     """Shape-chosen attention (see ``choose_variant``); fp32 math whatever ``precision`` says."""
     _run("auto", q, k, v, out, stream, causal, scale, post)
 
 
-@register("cuda", "attention", "fused_small", dtypes=_DTYPES)
+@register("cuda", "attention", "fused_small", dtypes=_DTYPES,
+          prepare=_prepare("fused_small"))
 def attention_fused_small(q: Any, k: Any, v: Any, *, out: Any, stream: Any, precision: str,
                           causal: bool, scale: float | None, post: Any) -> None:
     """One block, one launch; a sequence longer than one block's query rows (64 at most) runs
@@ -298,7 +339,8 @@ def attention_fused_small(q: Any, k: Any, v: Any, *, out: Any, stream: Any, prec
     _run("fused_small", q, k, v, out, stream, causal, scale, post)
 
 
-@register("cuda", "attention", "flash_splitkv", dtypes=_DTYPES)
+@register("cuda", "attention", "flash_splitkv", dtypes=_DTYPES,
+          prepare=_prepare("flash_splitkv"))
 def attention_flash_splitkv(q: Any, k: Any, v: Any, *, out: Any, stream: Any, precision: str,
                             causal: bool, scale: float | None, post: Any) -> None:
     """Online-softmax tiles, the key range split over blocks when SMs would idle; head dims

@@ -157,13 +157,67 @@ def _cupy_handle() -> int:
     return handle
 
 
-@register("cuda", "matmul", "cublas", dtypes=_DTYPES, precisions=_PRECISIONS)
+def _prepared_gemm(m: int, k: int, n: int, dtype: np.dtype, precision: str) -> Any:
+    """The fast lane's GEMM: every cuBLAS argument but the pointers and the handle resolved
+    once. None when only CuPy's binding is available (its generic path then runs)."""
+    direct = _direct()
+    if direct is None:
+        return None
+    lib = _lib()
+    data_type = _CUDA_R[dtype.char]
+    compute, scalar_char, _ = _compute_type(lib, dtype.char, precision)
+    alpha, beta = _SCALARS[scalar_char]
+    op_n, algo, lda = lib.CUBLAS_OP_N, lib.CUBLAS_GEMM_DEFAULT, max(k, 1)
+    call, handle = direct.gemm, direct.handle
+
+    def run(a: Any, b: Any, out: Any, stream: Any) -> None:
+        status = call(handle(stream.ptr), op_n, op_n, n, m, k, alpha, b.data.ptr, data_type, n,
+                      a.data.ptr, data_type, lda, beta, out.data.ptr, data_type, n, compute,
+                      algo)
+        if status:
+            _check(status, "cublasGemmEx")
+
+    return run
+
+
+def _prepare_matmul(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype,
+                    precision: str) -> Any:
+    (m, k), _ = in_shapes
+    run = _prepared_gemm(m, k, shape[1], dtype, precision)
+    if run is None:
+        return None
+
+    def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
+        run(ins[0], ins[1], out, stream)
+
+    return launch
+
+
+def _prepare_linear(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype, precision: str,
+                    activation: str | None = None) -> Any:
+    m, k = in_shapes[0]
+    run = _prepared_gemm(m, k, shape[1], dtype, precision)
+    if run is None:
+        return None
+    epilogue = len(in_shapes) == 3 or activation is not None
+
+    def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
+        run(ins[0], ins[1], out, stream)
+        if epilogue:
+            bias_activation(out, ins[2] if len(ins) == 3 else None, activation, stream)
+
+    return launch
+
+
+@register("cuda", "matmul", "cublas", dtypes=_DTYPES, precisions=_PRECISIONS,
+          prepare=_prepare_matmul)
 def matmul_cublas(a: Any, b: Any, *, out: Any, stream: Any, precision: str) -> str:
     """``out = a @ b`` through cuBLAS."""
     return gemm(a, b, out, stream, precision)
 
 
-@register("cuda", "linear", "cublas_epilogue", dtypes=_DTYPES, precisions=_PRECISIONS)
+@register("cuda", "linear", "cublas_epilogue", dtypes=_DTYPES, precisions=_PRECISIONS,
+          prepare=_prepare_linear)
 def linear_cublas(x: Any, w: Any, *bias: Any, out: Any, stream: Any, precision: str,
                   activation: str | None = None) -> str:
     """``out = act(x @ w + bias)``: one GEMM, then one fused epilogue launch if needed."""

@@ -210,7 +210,38 @@ def _run(requested: str, x: Any, w: Any, maybe_bias: tuple[Any, ...], out: Any, 
     return used
 
 
-@register("cuda", "conv2d", "auto", dtypes=_DTYPES, precisions=("fp32", "tf32"))
+def _prepare(requested: str) -> Any:
+    """The fast lane's launcher factory of one variant: a call finds its plan by stream and
+    launches the direct kernel at once (the lowered path runs ``_run`` as usual)."""
+
+    def prepare(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype, precision: str, *,
+                stride_h: int, stride_w: int, pad_h: int, pad_w: int, relu: bool) -> Any:
+        has_bias = len(in_shapes) == 3
+        mine: dict[int, Any] = {}
+
+        def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
+            x, w = ins[0], ins[1]
+            plan = mine.get(stream.ptr)
+            if plan is None:
+                if len(mine) >= 8:
+                    mine.clear()
+                plan = mine[stream.ptr] = _plan(requested, x, w, out, stream, stride_h,
+                                                stride_w, pad_h, pad_w, has_bias, relu)
+            if type(plan) is _Direct:
+                plan.kernel(plan.grid, plan.block, (x, w, ins[2] if has_bias else w, out,
+                                                    *plan.scalars),
+                            stream=stream, shared_mem=plan.smem)
+            else:
+                _run(requested, x, w, ins[2:], out, stream, precision, stride_h, stride_w,
+                     pad_h, pad_w, relu)
+
+        return launch
+
+    return prepare
+
+
+@register("cuda", "conv2d", "auto", dtypes=_DTYPES, precisions=("fp32", "tf32"),
+          prepare=_prepare("auto"))
 def conv2d_auto(x: Any, w: Any, *maybe_bias: Any, out: Any, stream: Any, precision: str,
                 stride_h: int, stride_w: int, pad_h: int, pad_w: int, relu: bool) -> str:
     """``direct`` for short reductions or small problems, else ``im2col_gemm``; returns the
@@ -219,7 +250,8 @@ def conv2d_auto(x: Any, w: Any, *maybe_bias: Any, out: Any, stream: Any, precisi
                 pad_w, relu)
 
 
-@register("cuda", "conv2d", "direct", dtypes=_DTYPES)
+@register("cuda", "conv2d", "direct", dtypes=_DTYPES,
+          prepare=_prepare("direct"))
 def conv2d_direct(x: Any, w: Any, *maybe_bias: Any, out: Any, stream: Any, precision: str,
                   stride_h: int, stride_w: int, pad_h: int, pad_w: int, relu: bool) -> str:
     """One fused launch; kernels too large for its shared-memory tiles run ``im2col_gemm``."""
@@ -227,7 +259,8 @@ def conv2d_direct(x: Any, w: Any, *maybe_bias: Any, out: Any, stream: Any, preci
                 pad_w, relu)
 
 
-@register("cuda", "conv2d", "im2col_gemm", dtypes=_DTYPES, precisions=("fp32", "tf32"))
+@register("cuda", "conv2d", "im2col_gemm", dtypes=_DTYPES, precisions=("fp32", "tf32"),
+          prepare=_prepare("im2col_gemm"))
 def conv2d_im2col_gemm(x: Any, w: Any, *maybe_bias: Any, out: Any, stream: Any,
                        precision: str, stride_h: int, stride_w: int, pad_h: int, pad_w: int,
                        relu: bool) -> str:

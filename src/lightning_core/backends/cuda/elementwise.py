@@ -69,7 +69,31 @@ def _aligned(*arrays: Any) -> bool:
     return not mask & 15
 
 
-@register("cuda", "binary", "vec", dtypes=_DTYPES)
+def _prepared(kernel: str, dtype: np.dtype, shape: tuple[int, ...]) -> Any:
+    """The fast lane's launcher of one elementwise kernel: both alignment variants' plans
+    resolved once; a call tests the pointers and launches."""
+    n = int(np.prod(shape))
+    vec_fn, vec_grid, block, n64 = _plan(kernel, dtype, n, True)
+    one_fn, one_grid, _, _ = _plan(kernel, dtype, n, False)
+
+    def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
+        mask = out.data.ptr
+        for a in ins:
+            mask |= a.data.ptr
+        if mask & 15:
+            one_fn(one_grid, block, (*ins, out, n64), stream=stream)
+        else:
+            vec_fn(vec_grid, block, (*ins, out, n64), stream=stream)
+
+    return launch
+
+
+def _prepare_binary(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype, precision: str,
+                    *, kind: str) -> Any:
+    return _prepared(_BINARY[kind], dtype, shape)
+
+
+@register("cuda", "binary", "vec", dtypes=_DTYPES, prepare=_prepare_binary)
 def binary(a: Any, b: Any, *, out: Any, stream: Any, precision: str, kind: str) -> None:
     """out = a (+ - * /) b."""
     n = out.size
@@ -83,13 +107,23 @@ def _unary(x: Any, out: Any, stream: Any, act: int) -> None:
     fn(grid, block, (x, out, n64), stream=stream)
 
 
-@register("cuda", "relu", "vec", dtypes=_DTYPES)
+def _prepare_relu(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype,
+                  precision: str) -> Any:
+    return _prepared(_UNARY[1], dtype, shape)
+
+
+def _prepare_gelu(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype, precision: str,
+                  *, approximate: str = "none") -> Any:
+    return _prepared(_UNARY[_GELU[approximate]], dtype, shape)
+
+
+@register("cuda", "relu", "vec", dtypes=_DTYPES, prepare=_prepare_relu)
 def relu(x: Any, *, out: Any, stream: Any, precision: str) -> None:
     """out = max(x, 0), NaN kept."""
     _unary(x, out, stream, 1)
 
 
-@register("cuda", "gelu", "vec", dtypes=_DTYPES)
+@register("cuda", "gelu", "vec", dtypes=_DTYPES, prepare=_prepare_gelu)
 def gelu(x: Any, *, out: Any, stream: Any, precision: str, approximate: str = "none") -> None:
     """out = gelu(x), tanh or erf form."""
     _unary(x, out, stream, _GELU[approximate])
