@@ -8,37 +8,17 @@ PYTHONPATH=src python3 tools/kernel_times.py [out.json]
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 
 import cupy as cp
 import numpy as np
 
 import lightning_core as lc
-
-_SPIN = cp.RawKernel(r"""
-extern "C" __global__ void lc_spin(long long cycles) {
-    long long start = clock64();
-    while (clock64() - start < cycles) { }
-}""", "lc_spin")
+from lightning_core.bench.targets import held_device_us
 
 
-def device_us(fn, n: int = 20, reps: int = 9) -> float:
-    """Median device µs per call of ``fn`` over ``n`` queued calls (the stream held first)."""
-    for _ in range(3):
-        fn()
-    cp.cuda.Device(0).synchronize()
-    start, stop = cp.cuda.Event(), cp.cuda.Event()
-    times = []
-    for _ in range(reps):
-        _SPIN((1,), (1,), (np.int64(2_000_000),))  # about 1 ms at 2 GHz
-        start.record()
-        for _ in range(n):
-            fn()
-        stop.record()
-        stop.synchronize()
-        times.append(cp.cuda.get_elapsed_time(start, stop) * 1e3 / n)
-    return statistics.median(times)
+def device_us(fn) -> float:
+    return held_device_us(cp, fn)
 
 
 def main(path: str | None) -> None:
