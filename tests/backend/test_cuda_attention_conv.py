@@ -87,6 +87,41 @@ def test_attention_long_sequences_split_kv(seq, d, causal):
     _check_attention_variants(q, k, v, causal, (1.25, 0.5, True), np.float32, tol_scale=2.0)
 
 
+@pytest.mark.parametrize("seq,d", [(1, 1), (31, 3), (32, 32), (33, 33), (64, 100), (95, 128),
+                                   (160, 64), (255, 47), (256, 16), (256, 64)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_rows_kernel_edges(seq, d, causal):
+    """Lane/warp edges of the rows kernel (keys per lane, dims per lane), and shapes beyond its
+    shared memory that must fall back to the flash grid."""
+    rng = np.random.default_rng(seq * 31 + d + causal)
+    for dtype in (np.float32, np.float64):
+        q, k, v = _attention_case(rng, seq, d, dtype)
+        _check_attention_variants(q, k, v, causal, (0.75, -0.25, True), dtype)
+
+
+@pytest.mark.parametrize("y_shape,seq,d", [((1, 16, 8, 8), 48, 48), ((1, 16, 8, 8), 192, 48),
+                                           ((1, 16, 8, 8), 192, 8), ((1, 16, 8, 8), 96, 48),
+                                           ((2, 3, 5, 7), 7, 5), ((4000,), 20, 30),
+                                           ((1, 16, 8, 8), 300, 64)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_attention_packed_reads_qkv_in_place(y_shape, seq, d, dtype):
+    from lightning_core.ops.attention import attention_packed
+    from lightning_core.sessions.integrated import _pack_qkv
+
+    cp = _cp()
+    rng = np.random.default_rng(seq * d)
+    y = rng.standard_normal(y_shape).astype(dtype)
+    q, k, v = _pack_qkv(y.astype(np.float64), seq, d)
+    ref = attention_reference(q, k, v, False)
+    yd = cp.asarray(y)
+    for _ in range(2):  # the second call runs on the fast lane
+        got = attention_packed(yd, seq, d, "cuda")
+        assert isinstance(got, cp.ndarray) and got.shape == (seq, d)
+        assert_close(got, ref, dtype)
+    if dtype != np.float16:  # the CPU backend computes float32 and float64 only
+        assert_close(attention_packed(y, seq, d, "cpu"), ref, dtype)
+
+
 @pytest.mark.parametrize("seq", [700, 2048])
 def test_attention_long_float64_and_float16(seq):
     rng = np.random.default_rng(seq)
@@ -99,7 +134,7 @@ def test_attention_long_float64_and_float16(seq):
 def test_attention_headline_cases_are_one_kernel(seq, d):
     from lightning_core.backends.cuda.attention import choose_variant
 
-    assert choose_variant(seq, d, "float32") in ("fused_small", "flash_splitkv")
+    assert choose_variant(seq, d, "float32") in ("rows", "fused_small", "flash_splitkv")
     rng = np.random.default_rng(seq * d)
     q, k, v = _attention_case(rng, seq, d, np.float32)
     for causal in (False, True):

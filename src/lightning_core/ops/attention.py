@@ -141,3 +141,24 @@ def lightning_attention_into(q: Any, k: Any, v: Any, out: Any, seq_len: int, hea
     """Flat attention written into ``out`` (flat ``seq_len*head_dim`` or ``[seq, d]``)."""
     return _run("lightning_attention_into", q, k, v, out, causal, device,
                 flat=(seq_len, head_dim))
+
+
+def attention_packed(y: Any, seq_len: int, head_dim: int, device: str = "auto") -> Any:
+    """Non-causal attention of Q, K, V cut in that order from ``y``'s values repeated cyclically
+    to ``3*seq_len*head_dim`` (the integrated conv -> attention packing); returns
+    ``[seq_len, head_dim]``. Internal: on CUDA the kernel reads Q, K, V in place, so the
+    packing costs no kernel and no copy."""
+    op = "attention_packed"
+    lane = lane_key(op, device, (seq_len, head_dim), (y,))
+    result = try_lane(lane, (y,))
+    if result is not MISS:
+        return result
+    seq = dim(op, "seq_len", seq_len, minimum=1)
+    d = dim(op, "head_dim", head_dim, minimum=1)
+    (oy,), dtype = as_operands(op, ("y",), (y,))
+    if oy.array.size == 0:
+        raise ShapeError(f"[{op}] y is empty: there are no values to repeat")
+    oy.array = oy.array.reshape(-1)
+    call = Call(op, "attention_packed", (oy,), (seq, d), dtype, {"seq": seq, "d": d},
+                precision=current_precision(op))
+    return execute(call, device, lane=lane)

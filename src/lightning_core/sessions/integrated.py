@@ -47,13 +47,12 @@ def _pack_qkv(y: Any, seq: int, d: int) -> tuple[Any, Any, Any]:
 
 def _chain(x: Any, w: Any, bias: Any, seq: int, d: int, geometry: tuple[int, int, int, int],
            device: str) -> Any:
-    from ..ops.attention import attention2d
+    from ..ops.attention import attention_packed
     from ..ops.conv import lightning_conv_relu_nchw
 
     sh, sw, ph, pw = geometry
     y = lightning_conv_relu_nchw(x, w, bias, sh, sw, ph, pw, device)
-    q, k, v = _pack_qkv(y, seq, d)
-    return attention2d(q, k, v, False, device).reshape(-1)
+    return attention_packed(y, seq, d, device).reshape(-1)
 
 
 def conv_attention_reference(x: Any, w: Any, bias: Any, seq_len: int, head_dim: int,

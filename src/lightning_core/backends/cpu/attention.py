@@ -85,3 +85,12 @@ def attention_numpy(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, out: np.ndar
         block_out = out[start:stop]
         np.matmul(scores, v[:keys], out=block_out)
         _normalise(block_out, denom, post)
+
+
+@register("cpu", "attention_packed", "numpy")
+def attention_packed_numpy(y: np.ndarray, *, out: np.ndarray, seq: int, d: int) -> None:
+    """Non-causal attention of Q, K, V cut from ``y`` repeated cyclically to 3*seq*d values."""
+    sd = seq * d
+    packed = np.resize(y, 3 * sd)  # np.resize repeats the values cyclically
+    q, k, v = (packed[i * sd:(i + 1) * sd].reshape(seq, d) for i in range(3))
+    attention_numpy(q, k, v, out=out, causal=False, scale=1.0 / float(np.sqrt(d)), post=None)

@@ -44,6 +44,12 @@ _MAX_FLASH_HEAD_DIM = 256
 _STATIC_SMEM = 1024  # the flash kernel's static shared memory, with slack
 _COMPOSITE_BLOCK = 64  # rows per causal block of the composite path
 _CACHE_LIMIT = 64
+# The rows kernel (one warp per query row, keys and values staged once per block): short
+# sequences whose keys and values fit in shared memory.
+_ROWS_WARPS = 8
+_ROWS_MAX_SEQ = 256
+_ROWS_MAX_D = 128
+_ROWS_MAX_SMEM = 100 * 1024
 
 
 @dataclass(frozen=True)
@@ -120,11 +126,37 @@ def _flash_smem_bytes(dp: int, rows: int, keys: int, dtype_name: str) -> int:
 
 
 def choose_variant(seq: int, d: int, dtype_name: str) -> str:
-    """The variant ``auto`` runs for this shape: "fused_small", "flash_splitkv" or "composite"."""
+    """The variant ``auto`` runs for this shape: "rows", "fused_small", "flash_splitkv" or
+    "composite"."""
     _, lim = _device()
+    if _rows_config(seq, d, dtype_name, lim) is not None:
+        return "rows"
     if seq * seq * d <= _FUSED_MAX_MACS and _flash_config(seq, d, dtype_name, lim, True):
         return "fused_small"
     return "flash_splitkv" if _flash_config(seq, d, dtype_name, lim) is not None else "composite"
+
+
+def _rows_config(seq: int, d: int, dtype_name: str,
+                 lim: _Limits) -> tuple[int, int, int] | None:
+    """(keys per lane, dims per lane, shared bytes) of ``lc_attention_rows``, or None when the
+    sequence or head dim is beyond it or its keys and values would not fit."""
+    if seq > _ROWS_MAX_SEQ or d > _ROWS_MAX_D:
+        return None
+    kpl, dpl = -(-seq // 32), -(-d // 32)
+    smem = (seq * (d | 1) + seq * d + _ROWS_WARPS * 32 * (kpl + dpl)) * _acc_bytes(dtype_name)
+    if smem > min(_ROWS_MAX_SMEM, lim.smem_per_block - _STATIC_SMEM):
+        return None
+    return kpl, dpl, smem
+
+
+def _rows_plan(seq: int, dtype_name: str, config: tuple[int, int, int], wrap: bool) -> _Plan:
+    kpl, dpl, smem = config
+    kernel = get_function(_FILE, "lc_attention_rows", {
+        "LC_DTYPE": _DTYPE_CODE[dtype_name], "KPL": kpl, "DPL": dpl, "WRAP": int(wrap),
+        "LC_ROWS_ONLY": 1})
+    kernel.max_dynamic_shared_size_bytes = max(kernel.max_dynamic_shared_size_bytes, smem)
+    return _Plan(kernel, (-(-seq // _ROWS_WARPS), 1, 1), (32 * _ROWS_WARPS, 1, 1), smem,
+                 _acc_type(dtype_name), None)
 
 
 def _flash_config(seq: int, d: int, dtype_name: str, lim: _Limits,
@@ -204,6 +236,18 @@ def _launcher(requested: str, seq: int, d: int, dtype_name: str, causal: bool,
               stream: Any) -> _Launcher:
     _, lim = _device()
     variant = choose_variant(seq, d, dtype_name) if requested == "auto" else requested
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    out_scale, out_bias, relu = (1.0, 0.0, False) if post is None else post
+    if variant == "rows":
+        rows = _rows_config(seq, d, dtype_name, lim)
+        if rows is not None:
+            acc = _acc_type(dtype_name)
+            i64 = np.int64
+            return _Launcher(_rows_plan(seq, dtype_name, rows, False),
+                             (np.int32(seq), np.int32(d), np.int32(bool(causal)), acc(scale),
+                              acc(out_scale), acc(out_bias), np.int32(bool(relu)), i64(0),
+                              i64(0), i64(0), i64(1)), False)
+        variant = "flash_splitkv"  # too long or too wide for it: the flash grid runs
     single = variant == "fused_small"
     config = _flash_config(seq, d, dtype_name, lim, single)
     if single and config is None:  # more rows than one block holds: the auto choice runs
@@ -214,8 +258,6 @@ def _launcher(requested: str, seq: int, d: int, dtype_name: str, causal: bool,
         return _Launcher(None, (), False)
     plan = _flash_plan(seq, d, dtype_name, vec, config, lim, single)
     acc = plan.acc
-    scale = 1.0 / math.sqrt(d) if scale is None else scale
-    out_scale, out_bias, relu = (1.0, 0.0, False) if post is None else post
     scalars = (np.int32(seq), np.int32(d), np.int32(bool(causal)), acc(scale), acc(out_scale),
                acc(out_bias), np.int32(bool(relu)))
     if plan.scratch is None:
@@ -330,6 +372,15 @@ def attention_auto(q: Any, k: Any, v: Any, *, out: Any, stream: Any, precision: 
     _run("auto", q, k, v, out, stream, causal, scale, post)
 
 
+@register("cuda", "attention", "rows", dtypes=_DTYPES,
+          prepare=_prepare("rows"))
+def attention_rows(q: Any, k: Any, v: Any, *, out: Any, stream: Any, precision: str,
+                   causal: bool, scale: float | None, post: Any) -> None:
+    """One warp per query row with keys and values staged in shared memory (seq <= 256,
+    head_dim <= 128); longer or wider problems run ``flash_splitkv``."""
+    _run("rows", q, k, v, out, stream, causal, scale, post)
+
+
 @register("cuda", "attention", "fused_small", dtypes=_DTYPES,
           prepare=_prepare("fused_small"))
 def attention_fused_small(q: Any, k: Any, v: Any, *, out: Any, stream: Any, precision: str,
@@ -346,3 +397,40 @@ def attention_flash_splitkv(q: Any, k: Any, v: Any, *, out: Any, stream: Any, pr
     """Online-softmax tiles, the key range split over blocks when SMs would idle; head dims
     beyond its tiles run the composite (cuBLAS + CuPy) path."""
     _run("flash_splitkv", q, k, v, out, stream, causal, scale, post)
+
+
+_packed: OrderedDict[tuple[Any, ...], _Launcher | None] = OrderedDict()
+
+
+@register("cuda", "attention_packed", "rows_wrap", dtypes=_DTYPES)
+def attention_packed(y: Any, *, out: Any, stream: Any, precision: str, seq: int,
+                     d: int) -> None:
+    """Non-causal attention of Q, K, V cut from ``y`` repeated cyclically to 3*seq*d values
+    (the integrated conv -> attention packing): the rows kernel reads them in place; beyond its
+    limits the values are packed and the ``auto`` variant runs."""
+    key = (y.size, seq, d, y.dtype.char)
+    launch = _packed.get(key, False)
+    if launch is False:
+        _, lim = _device()
+        rows = _rows_config(seq, d, y.dtype.name, lim)
+        launch = None
+        if rows is not None:
+            acc = _acc_type(y.dtype.name)
+            i64, sd = np.int64, seq * d
+            launch = _Launcher(_rows_plan(seq, y.dtype.name, rows, True),
+                               (np.int32(seq), np.int32(d), np.int32(0), acc(1.0 / math.sqrt(d)),
+                                acc(1.0), acc(0.0), np.int32(0), i64(0), i64(sd), i64(2 * sd),
+                                i64(y.size)), False)
+        _remember(_packed, key, launch)
+    if launch is not None:
+        plan = launch.plan
+        plan.kernel(plan.grid, plan.block, (y, y, y, out, *launch.scalars), stream=stream,
+                    shared_mem=plan.smem)
+        return
+    import cupy  # noqa: PLC0415
+
+    total = 3 * seq * d
+    with stream:
+        packed = cupy.tile(y, -(-total // y.size))[:total] if y.size < total else y[:total]
+        q, k, v = (packed[i * seq * d:(i + 1) * seq * d].reshape(seq, d) for i in range(3))
+    _run("auto", q, k, v, out, stream, False, None, None)

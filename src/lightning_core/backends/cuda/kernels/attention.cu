@@ -206,6 +206,7 @@ __device__ __forceinline__ acc_t lc_row_reduce8(acc_t x) {
     return x;
 }
 
+#ifndef LC_ROWS_ONLY  // the rows kernel's builds skip the flash kernel
 // part_acc: [tiles][splits][BLOCK_M][HEAD_DIM_P], part_ml: [tiles][splits][2][BLOCK_M],
 // counters: [tiles] ints, zero before the first launch; the merging block resets its counter.
 extern "C" __global__ void __launch_bounds__(128)
@@ -394,4 +395,133 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
         }
     }
     if (tid == 0) counters[tile] = 0;  // ready for the next launch (and graph replays)
+}
+
+#endif  // LC_ROWS_ONLY
+
+// lc_attention_rows: short sequences (seq <= 32 * KPL, head_dim <= 32 * DPL). One warp per
+// query row, RW_WARPS rows per block; the block stages the keys and values its rows can see
+// in shared memory once. Lane j scores keys j, j + 32, ... against the row (held in shared
+// memory, read as a broadcast), the row's max and sum come from warp shuffles, and lane j
+// accumulates output dims j, j + 32, ... over the probabilities (another broadcast). No
+// split, no scratch, one launch; the postprocess is fused. grid = ceil(seq / RW_WARPS).
+//   KPL   keys per lane (1..8)        DPL   dims per lane (1..4)
+//   WRAP  1: q, k and v are one flat buffer of `period` values read cyclically from offsets
+//         q_base, k_base, v_base (the integrated conv -> attention path packs Q, K, V this
+//         way, so no packing kernel runs); 0: three [seq, d] arrays, offsets unused.
+// Shared memory: (seq * (d | 1) + seq * d + RW_WARPS * 32 * (KPL + DPL)) * sizeof(acc_t).
+#ifndef KPL
+#define KPL 4
+#endif
+#ifndef DPL
+#define DPL 2
+#endif
+#ifndef WRAP
+#define WRAP 0
+#endif
+#define RW_WARPS 8
+
+__device__ __forceinline__ acc_t lc_rows_ld(const io_t* __restrict__ p, long long base,
+                                            long long e, long long period) {
+#if WRAP
+    return lc_to_acc(p[(base + e) % period]);
+#else
+    return lc_to_acc(p[e]);
+#endif
+}
+
+__device__ __forceinline__ acc_t lc_warp_max(acc_t x) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) x = max(x, __shfl_xor_sync(0xffffffffu, x, o));
+    return x;
+}
+
+__device__ __forceinline__ acc_t lc_warp_sum(acc_t x) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+
+extern "C" __global__ void __launch_bounds__(RW_WARPS * 32)
+lc_attention_rows(const io_t* __restrict__ q, const io_t* __restrict__ k,
+                  const io_t* __restrict__ v, io_t* __restrict__ out, int seq, int d,
+                  int causal, acc_t scale, acc_t out_scale, acc_t out_bias, int relu,
+                  long long q_base, long long k_base, long long v_base, long long period) {
+    extern __shared__ __align__(16) unsigned char lc_smem_raw[];
+    const int ldk = d | 1;  // odd row stride: lanes reading one column of K hit distinct banks
+    acc_t* ks = reinterpret_cast<acc_t*>(lc_smem_raw);
+    acc_t* vs = ks + seq * ldk;
+    const int tid = threadIdx.x;
+    const int lane = tid & 31;
+    const int warp = tid >> 5;
+    acc_t* ps = vs + seq * d + warp * 32 * (KPL + DPL);
+    acc_t* qs = ps + 32 * KPL;
+
+    const int row0 = blockIdx.x * RW_WARPS;
+    const int row_end = min(seq, row0 + RW_WARPS);
+    const int keys = causal ? row_end : seq;  // keys any row of this block can see
+    for (int e = tid; e < keys * d; e += RW_WARPS * 32) {
+        const int r = e / d;
+        const int c = e - r * d;
+        ks[r * ldk + c] = lc_rows_ld(k, k_base, e, period);
+        vs[e] = lc_rows_ld(v, v_base, e, period);
+    }
+    __syncthreads();
+
+    const int row = row0 + warp;
+    if (row >= seq) return;
+    const acc_t qmul = scale * (acc_t)LC_LOG2E;
+    for (int t = lane; t < d; t += 32) {
+        qs[t] = lc_rows_ld(q, q_base, (long long)row * d + t, period) * qmul;
+    }
+    __syncwarp();
+
+    const int kend = causal ? row + 1 : seq;
+    acc_t s[KPL];
+#pragma unroll
+    for (int i = 0; i < KPL; ++i) s[i] = (acc_t)0;
+    for (int t = 0; t < d; ++t) {
+        const acc_t qv = qs[t];
+#pragma unroll
+        for (int i = 0; i < KPL; ++i) {
+            const int key = lane + 32 * i;
+            if (key < kend) s[i] += qv * ks[key * ldk + t];
+        }
+    }
+    acc_t m = LC_NEG_INF;
+#pragma unroll
+    for (int i = 0; i < KPL; ++i) {
+        if (lane + 32 * i < kend) m = max(m, s[i]);
+    }
+    m = lc_warp_max(m);
+    acc_t l = (acc_t)0;
+#pragma unroll
+    for (int i = 0; i < KPL; ++i) {
+        const int key = lane + 32 * i;
+        const acc_t p = key < kend ? exp2(s[i] - m) : (acc_t)0;
+        l += p;
+        ps[key] = p;
+    }
+    l = lc_warp_sum(l);
+    __syncwarp();
+
+    acc_t o[DPL];
+#pragma unroll
+    for (int j = 0; j < DPL; ++j) o[j] = (acc_t)0;
+    for (int key = 0; key < kend; ++key) {
+        const acc_t p = ps[key];
+        const acc_t* vrow = vs + key * d;
+#pragma unroll
+        for (int j = 0; j < DPL; ++j) {
+            const int t = lane + 32 * j;
+            if (t < d) o[j] += p * vrow[t];
+        }
+    }
+    const acc_t inv = (acc_t)1 / l;
+#pragma unroll
+    for (int j = 0; j < DPL; ++j) {
+        const int t = lane + 32 * j;
+        if (t < d) out[(size_t)row * d + t] = lc_from_acc(lc_post(o[j] * inv, out_scale,
+                                                                  out_bias, relu));
+    }
 }
