@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 # With an NVIDIA driver present, the venv also gets CuPy so the benchmark runs on the GPU.
 EXTRAS := dev,bench$(shell command -v nvidia-smi >/dev/null 2>&1 && echo ,cuda)
 
-.PHONY: bench test lint kernels test-gpu bench-gpu bench-all-gpu sanitize-gpu clean
+.PHONY: bench test lint kernels test-gpu bench-gpu bench-all-gpu readme-perf readme-perf-check \
+	sanitize-gpu clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,20 @@ bench-gpu:
 bench-all-gpu:
 	PYTHONPATH=src $(PYTHON) -m lightning_core bench all --device cuda \
 		--out-dir benchmarks/results/$(shell date -u +%Y-%m-%d)-h200
+
+# The README's performance section, generated from a committed `lc bench all` run folder.
+# RESULTS defaults to the last folder, by name (<date>-<machine> sorts by date), under
+# RESULTS_ROOT that holds the cross-suite summary `lc bench all` writes.
+RESULTS_ROOT ?= benchmarks/results
+RESULTS ?= $(patsubst %/,%,$(lastword $(sort $(dir $(wildcard $(RESULTS_ROOT)/*/cross_suite_summary.json)))))
+
+readme-perf:
+	@test -n "$(RESULTS)" || { echo "readme-perf: no folder under $(RESULTS_ROOT)/ has a cross_suite_summary.json; run lc bench all --out-dir $(RESULTS_ROOT)/<date>-<machine>/ or pass RESULTS=DIR" >&2; exit 2; }
+	$(PYTHON) tools/gen_readme_perf.py $(RESULTS)
+
+readme-perf-check:
+	@test -n "$(RESULTS)" || { echo "readme-perf-check: no folder under $(RESULTS_ROOT)/ has a cross_suite_summary.json" >&2; exit 2; }
+	$(PYTHON) tools/gen_readme_perf.py $(RESULTS) --check
 
 sanitize-gpu:
 	PYTHONPATH=src:tests compute-sanitizer --tool memcheck --error-exitcode 1 \

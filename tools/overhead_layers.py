@@ -45,6 +45,34 @@ def timed(fn, n: int = 4000, reps: int = 7) -> tuple[float, float]:
     return statistics.median(host), statistics.median(dev)
 
 
+def _gemm_rows() -> list[tuple[str, object]]:
+    """Host cost of one small GEMM call through each road (16^3: the kernel is negligible)."""
+    from cupy_backends.cuda.libs import cublas
+
+    from lightning_core.backends.cuda import blas
+
+    a, b, c = (cp.ones((16, 16), cp.float32) for _ in range(3))
+    lc.matmul2d_into(a, b, c)
+    direct = blas._direct()
+    s = cp.cuda.get_current_stream()
+    handle = direct.handle(s.ptr)
+    one, zero = blas._SCALARS["f"]
+    args = (0, 0, 16, 16, 16, one, b.data.ptr, 0, 16, a.data.ptr, 0, 16, zero, c.data.ptr, 0,
+            16, cublas.CUBLAS_COMPUTE_32F, -1)
+    rows = [("cublasGemmEx via ctypes 16^3", lambda: direct.gemm(handle, *args)),
+            ("cublasGemmEx via CuPy binding 16^3", lambda: cublas.gemmEx(handle, *args)),
+            ("cupy.matmul 16^3 out=", lambda: cp.matmul(a, b, out=c)),
+            ("lc.matmul2d_into 16^3", lambda: lc.matmul2d_into(a, b, c))]
+    try:
+        import torch
+
+        ta, tb, tc = (torch.ones((16, 16), device="cuda") for _ in range(3))
+        rows.append(("torch.mm 16^3 out=", lambda: torch.mm(ta, tb, out=tc)))
+    except ImportError:
+        pass
+    return rows
+
+
 def main(path: str | None) -> None:
     a, b, c = (cp.ones(1024, cp.float32) for _ in range(3))
     q = cp.ones((96, 48), cp.float32)
@@ -79,6 +107,7 @@ def main(path: str | None) -> None:
         ("lc.matmul2d 256^3", lambda: lc.matmul2d(m, m)),
         ("lc.conv2d_nchw 1x3x16x16 -> 16", lambda: lc.lightning_conv_relu_nchw(x, w, bias, 1, 1, 1, 1)),
     ]
+    rows += _gemm_rows()
     lines = []
     for name, f in rows:
         host, dev = timed(f)

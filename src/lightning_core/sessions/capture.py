@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgumentError, SessionMismatchError
-from ..runtime.arrays import as_operands, is_device_array
+from ..runtime.arrays import _NATIVE, as_operands, c_contiguous, is_device_array
 from ..runtime.device import resolve
 from ..trace.events import TraceEvent
 from ..trace.recorder import TRACE
@@ -70,7 +70,7 @@ class CapturedFunction:
         """(variant key, arrays the step reads) for one call's inputs."""
         args, key = [], []
         for i, (value, buf) in enumerate(zip(values, self._static, strict=True)):
-            if self.mode == "address" and is_device_array(value):
+            if self.mode == "address" and (type(value) in _NATIVE or is_device_array(value)):
                 args.append(value)
                 data = getattr(value, "data", None)  # CuPy: a MemoryPointer, cheap to read
                 key.append(data.ptr if hasattr(data, "ptr")
@@ -142,7 +142,14 @@ class CapturedFunction:
         if len(values) != len(self._specs):
             raise SessionMismatchError(f"[capture] expected {len(self._specs)} inputs, got "
                                        f"{len(values)}")
+        host_session = self._ex.device == "cpu"
         for i, (value, (shape, dtype)) in enumerate(zip(values, self._specs, strict=True)):
+            t = type(value)
+            if t is np.ndarray or (t in _NATIVE and not host_session):
+                # The common case, decided from attributes alone (no flags object built).
+                if value.shape == shape and value.dtype == dtype and (
+                        t is np.ndarray or c_contiguous(value)):
+                    continue
             got = tuple(getattr(value, "shape", np.shape(value)))
             got_dtype = getattr(value, "dtype", None)
             if got_dtype is None:
@@ -151,10 +158,10 @@ class CapturedFunction:
                 raise SessionMismatchError(
                     f"[capture] input{i} is {got} {got_dtype}, the capture was made for "
                     f"{shape} {np.dtype(dtype).name}")
-            if self._ex.device == "cpu" and is_device_array(value):
+            if host_session and is_device_array(value):
                 raise SessionMismatchError(f"[capture] input{i} is a device array but the "
                                            "capture runs on the cpu")
-            if is_device_array(value) and not value.flags.c_contiguous:
+            if is_device_array(value) and not c_contiguous(value):
                 raise SessionMismatchError(f"[capture] input{i} must be C-contiguous")
 
     def _run(self, values: tuple[Any, ...], sync: bool) -> Any:

@@ -31,6 +31,7 @@ __all__ = [
 _OP = "conv_attention_torchstrong_nchw"
 _CACHE: OrderedDict[tuple[Any, ...], CapturedFunction] = OrderedDict()
 _CACHE_LIMIT = 32
+_ZERO_BIAS: dict[tuple[Any, ...], Any] = {}
 
 
 def _pack_qkv(y: Any, seq: int, d: int) -> tuple[Any, Any, Any]:
@@ -82,9 +83,13 @@ def _check(x: Any, w: Any, seq_len: int, head_dim: int, mode: str) -> tuple[int,
 def _graph(x: Any, w: Any, bias: Any, seq: int, d: int, geometry: tuple[int, int, int, int],
            device: str) -> Any:
     if bias is None:
-        bias = array_module(w).zeros((np.shape(w)[0],), dtype=w.dtype)
-    key = (tuple(np.shape(x)), tuple(np.shape(w)), geometry, seq, d, str(x.dtype), device,
-           is_device_array(x))
+        # One zero bias per (module, channels, dtype): a fresh one per call would have a new
+        # address, and the "address" capture would then capture again every call.
+        zkey = (array_module(w).__name__, np.shape(w)[0], np.dtype(w.dtype).name)
+        bias = _ZERO_BIAS.get(zkey)
+        if bias is None:
+            bias = _ZERO_BIAS[zkey] = array_module(w).zeros((np.shape(w)[0],), dtype=w.dtype)
+    key = (np.shape(x), np.shape(w), geometry, seq, d, x.dtype, device, type(x))
     sess = _CACHE.get(key)
     if sess is None:
         sess = CapturedFunction(lambda a, b, c: _chain(a, b, c, seq, d, geometry, device),
@@ -176,5 +181,6 @@ def lightning_conv_attention_torchstrong_nchw_ab_report(
 
 
 def clear_integrated_attention_session_cache() -> None:
-    """Drop every cached conv → attention capture."""
+    """Drop every cached conv → attention capture (and the zero biases they read)."""
     _CACHE.clear()
+    _ZERO_BIAS.clear()

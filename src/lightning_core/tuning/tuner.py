@@ -60,7 +60,7 @@ class Promoted:
 # not pay; split-KV tiles keep every SM busy on long sequences; a direct conv launch wins on
 # short reductions per output, im2col + cuBLAS on long reductions of large problems.
 PROMOTED: tuple[Promoted, ...] = (
-    Promoted("attention", "rows", lambda d: d["s"] <= 256 and d["d"] <= 64),
+    Promoted("attention", "rows", lambda d: d["s"] <= 128 and d["d"] <= 64),
     Promoted("attention", "fused_small",
              lambda d: d["s"] <= 128 and d["s"] ** 2 * d["d"] <= 1 << 17),
     Promoted("attention", "flash_splitkv", lambda d: d["s"] >= 256),

@@ -168,9 +168,19 @@ def _prepared_gemm(m: int, k: int, n: int, dtype: np.dtype, precision: str) -> A
     compute, scalar_char, _ = _compute_type(lib, dtype.char, precision)
     alpha, beta = _SCALARS[scalar_char]
     op_n, algo, lda = lib.CUBLAS_OP_N, lib.CUBLAS_GEMM_DEFAULT, max(k, 1)
-    call, handle = direct.gemm, direct.handle
+    call, handle, binding = direct.gemm, direct.handle, lib.gemmEx
 
     def run(a: Any, b: Any, out: Any, stream: Any) -> None:
+        # ``stream`` is CuPy's current stream here, so CuPy's Cython binding (about 3 us
+        # cheaper per call than ctypes) binds our handle, with its fixed workspace, to the
+        # right stream. Should it refuse (e.g. during a stream capture), ctypes runs the call.
+        own = handle(stream.ptr)
+        try:
+            binding(own, op_n, op_n, n, m, k, alpha, b.data.ptr, data_type, n, a.data.ptr,
+                    data_type, lda, beta, out.data.ptr, data_type, n, compute, algo)
+            return
+        except Exception:  # noqa: BLE001 - the ctypes call below reports real errors
+            pass
         status = call(handle(stream.ptr), op_n, op_n, n, m, k, alpha, b.data.ptr, data_type, n,
                       a.data.ptr, data_type, lda, beta, out.data.ptr, data_type, n, compute,
                       algo)

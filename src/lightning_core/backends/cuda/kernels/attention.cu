@@ -420,6 +420,7 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
 #define WRAP 0
 #endif
 #define RW_WARPS 8
+#define RW_UNROLL 8
 
 __device__ __forceinline__ acc_t lc_rows_ld(const io_t* __restrict__ p, long long base,
                                             long long e, long long period) {
@@ -460,11 +461,28 @@ lc_attention_rows(const io_t* __restrict__ q, const io_t* __restrict__ k,
     const int row0 = blockIdx.x * RW_WARPS;
     const int row_end = min(seq, row0 + RW_WARPS);
     const int keys = causal ? row_end : seq;  // keys any row of this block can see
-    for (int e = tid; e < keys * d; e += RW_WARPS * 32) {
-        const int r = e / d;
-        const int c = e - r * d;
-        ks[r * ldk + c] = lc_rows_ld(k, k_base, e, period);
-        vs[e] = lc_rows_ld(v, v_base, e, period);
+    const int total = keys * d;
+    // Staging is latency-bound (one block per SM, few warps): every thread issues RW_UNROLL
+    // pairs of loads before its first shared-memory store.
+    for (int e0 = tid; e0 < total; e0 += RW_WARPS * 32 * RW_UNROLL) {
+        acc_t kr[RW_UNROLL], vr[RW_UNROLL];
+#pragma unroll
+        for (int u = 0; u < RW_UNROLL; ++u) {
+            const int e = e0 + u * RW_WARPS * 32;
+            if (e < total) {
+                kr[u] = lc_rows_ld(k, k_base, e, period);
+                vr[u] = lc_rows_ld(v, v_base, e, period);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < RW_UNROLL; ++u) {
+            const int e = e0 + u * RW_WARPS * 32;
+            if (e < total) {
+                const int r = e / d;
+                ks[r * ldk + e - r * d] = kr[u];
+                vs[e] = vr[u];
+            }
+        }
     }
     __syncthreads();
 

@@ -28,6 +28,7 @@
 #ifndef KSIZE
 #define KSIZE 0
 #endif
+#define CV_UNROLL 4
 
 #if LC_DTYPE == 1
 typedef double real_t;
@@ -105,15 +106,32 @@ lc_conv2d_direct(const real_t* __restrict__ x, const real_t* __restrict__ w,
             ws[r * OC_BLOCK + o] = val;
         }
         const int plane = ih_t * iw_t;
+        const int count = cc * plane;
         const real_t* xn = x + ((size_t)ni * c + c0) * h * wd;
-        for (int idx = tid; idx < cc * plane; idx += nthreads) {
-            const int ci = idx / plane;
-            const int r = idx - ci * plane;
-            const int iy = r / iw_t;
-            const int gy = iy0 + iy;
-            const int gx = ix0 + (r - iy * iw_t);
-            xs[idx] = (gy >= 0 && gy < h && gx >= 0 && gx < wd)
-                ? xn[((size_t)ci * h + gy) * wd + gx] : (real_t)0;
+        // Staging is latency-bound on small problems (few blocks): each thread issues
+        // CV_UNROLL loads before its first shared-memory store.
+        for (int i0 = tid; i0 < count; i0 += nthreads * CV_UNROLL) {
+            real_t vals[CV_UNROLL];
+#pragma unroll
+            for (int u = 0; u < CV_UNROLL; ++u) {
+                const int idx = i0 + u * nthreads;
+                vals[u] = (real_t)0;
+                if (idx < count) {
+                    const int ci = idx / plane;
+                    const int r = idx - ci * plane;
+                    const int iy = r / iw_t;
+                    const int gy = iy0 + iy;
+                    const int gx = ix0 + (r - iy * iw_t);
+                    if (gy >= 0 && gy < h && gx >= 0 && gx < wd) {
+                        vals[u] = xn[((size_t)ci * h + gy) * wd + gx];
+                    }
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < CV_UNROLL; ++u) {
+                const int idx = i0 + u * nthreads;
+                if (idx < count) xs[idx] = vals[u];
+            }
         }
         __syncthreads();
 
