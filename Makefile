@@ -47,7 +47,7 @@ bench-all-gpu:
 # RESULTS defaults to the last folder, by name (<date>-<machine> sorts by date), under
 # RESULTS_ROOT that holds the cross-suite summary `lc bench all` writes.
 RESULTS_ROOT ?= benchmarks/results
-RESULTS ?= $(patsubst %/,%,$(lastword $(sort $(dir $(wildcard $(RESULTS_ROOT)/*/cross_suite_summary.json)))))
+RESULTS ?= $(patsubst %/,%,$(lastword $(sort $(dir $(wildcard $(RESULTS_ROOT)/*/cross_suite_summary.json $(RESULTS_ROOT)/*/*/cross_suite_summary.json)))))
 
 readme-perf:
 	@test -n "$(RESULTS)" || { echo "readme-perf: no folder under $(RESULTS_ROOT)/ has a cross_suite_summary.json; run lc bench all --out-dir $(RESULTS_ROOT)/<date>-<machine>/ or pass RESULTS=DIR" >&2; exit 2; }
