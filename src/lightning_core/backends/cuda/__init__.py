@@ -226,8 +226,14 @@ class CudaBackend(Backend):
             def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
                 fn(*ins, out=out, stream=stream, precision=precision, **params)
 
-        reshapes = lane.reshapes()
-        out_reshape = lane.raw_out_shape is not None and lane.raw_out_shape != shape
+        # A launcher marked ``flat_ok`` (elementwise kernels) reads and writes flat memory:
+        # the caller's arrays go in as they are and a new result is made in its final shape.
+        flat = getattr(launch, "flat_ok", False)
+        reshapes = None if flat else lane.reshapes()
+        out_reshape = (not flat and lane.raw_out_shape is not None
+                       and lane.raw_out_shape != shape)
+        made_shape = (shape if final is None else final) if flat else shape
+        final = None if flat else final
         size = int(np.prod(shape))
         out_bytes = size * dtype.itemsize
         in_bytes = lane.raw_nbytes
@@ -246,7 +252,7 @@ class CudaBackend(Backend):
                                for a, s in zip(arrays, reshapes, strict=True))
             try:
                 if out is None:
-                    result = empty(shape, dtype)
+                    result = empty(made_shape, dtype)
                     if size:
                         launch(arrays, result, current())
                     return result if final is None else result.reshape(final)

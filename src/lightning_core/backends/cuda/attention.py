@@ -223,15 +223,26 @@ def _flash_plan(seq: int, d: int, dtype_name: str, vec: int,
                  _acc_type(dtype_name), scratch)
 
 
+# Split-KV scratch by (sizes, accumulator type, stream), never evicted: a CUDA graph captured
+# with a launcher keeps its scratch addresses after the launcher cache has dropped that
+# launcher, so the memory must outlive it. Launches on one stream run in order, so launchers
+# of different shapes may share one set (the merging block resets its counter).
+_scratch_sets: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
+
+
 def _scratch(plan: _Plan, stream: Any) -> tuple[Any, Any, Any]:
-    """Split-KV partials and zeroed counters. Launchers are cached per stream, so two streams
-    running the same shape never share counters."""
+    """Split-KV partials and zeroed counters for ``stream`` (two streams never share them)."""
     import cupy  # noqa: PLC0415
 
     n_acc, n_ml, n_cnt = plan.scratch
-    with stream:
-        return (cupy.empty(n_acc, plan.acc), cupy.empty(n_ml, plan.acc),
-                cupy.zeros(n_cnt, np.int32))
+    key = (n_acc, n_ml, n_cnt, plan.acc, stream.ptr)
+    found = _scratch_sets.get(key)
+    if found is None:
+        with stream:
+            found = _scratch_sets[key] = (cupy.empty(n_acc, plan.acc),
+                                          cupy.empty(n_ml, plan.acc),
+                                          cupy.zeros(n_cnt, np.int32))
+    return found
 
 
 def _launcher(requested: str, seq: int, d: int, dtype_name: str, causal: bool,
@@ -417,7 +428,7 @@ def attention_packed(y: Any, *, out: Any, stream: Any, precision: str, seq: int,
         _, lim = _device()
         rows = _rows_config(seq, d, y.dtype.name, lim)
         launch = None
-        if rows is not None:
+        if rows is not None and y.size < 1 << 31:  # the kernel reduces offsets in 32 bits
             acc = _acc_type(y.dtype.name)
             i64, sd = np.int64, seq * d
             launch = _Launcher(_rows_plan(seq, y.dtype.name, rows, True),

@@ -85,6 +85,7 @@ def _prepared(kernel: str, dtype: np.dtype, shape: tuple[int, ...]) -> Any:
         else:
             vec_fn(vec_grid, block, (*ins, out, n64), stream=stream)
 
+    launch.flat_ok = True  # type: ignore[attr-defined] - flat memory in, flat memory out
     return launch
 
 

@@ -45,13 +45,18 @@ def pinned_empty(shape: Any, dtype: Any = np.float32) -> np.ndarray:
     return np.frombuffer(mem, dtype, count).reshape(shape)
 
 
+_is_memory_pinned: list[Any] = []  # CuPy's check, imported on first use
+
+
 def is_pinned(array: np.ndarray) -> bool:
     """True when ``array``'s memory is page-locked (ours, torch's ``pin_memory``, ...)."""
     if array.nbytes == 0:
         return False
-    from cupy.cuda import pinned_memory  # noqa: PLC0415
+    if not _is_memory_pinned:
+        from cupy.cuda import pinned_memory  # noqa: PLC0415
 
-    return bool(pinned_memory.is_memory_pinned(array.__array_interface__["data"][0]))
+        _is_memory_pinned.append(pinned_memory.is_memory_pinned)
+    return bool(_is_memory_pinned[0](array.__array_interface__["data"][0]))
 
 
 class _Block:

@@ -425,7 +425,8 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
 __device__ __forceinline__ acc_t lc_rows_ld(const io_t* __restrict__ p, long long base,
                                             long long e, long long period) {
 #if WRAP
-    return lc_to_acc(p[(base + e) % period]);
+    // The host passes period < 2^31 and offsets below it: 32-bit modulo (64-bit is emulated).
+    return lc_to_acc(p[(unsigned)(base + e) % (unsigned)period]);
 #else
     return lc_to_acc(p[e]);
 #endif
@@ -461,26 +462,28 @@ lc_attention_rows(const io_t* __restrict__ q, const io_t* __restrict__ k,
     const int row0 = blockIdx.x * RW_WARPS;
     const int row_end = min(seq, row0 + RW_WARPS);
     const int keys = causal ? row_end : seq;  // keys any row of this block can see
-    const int total = keys * d;
-    // Staging is latency-bound (one block per SM, few warps): every thread issues RW_UNROLL
-    // pairs of loads before its first shared-memory store.
-    for (int e0 = tid; e0 < total; e0 += RW_WARPS * 32 * RW_UNROLL) {
-        acc_t kr[RW_UNROLL], vr[RW_UNROLL];
+    // Staging is latency-bound (one block per SM, few warps): each warp walks rows, each lane
+    // columns, and every thread issues RW_UNROLL pairs of loads before its first store. No
+    // division per element; WRAP offsets are reduced modulo the period once per row.
+    for (int r0 = warp; r0 < keys; r0 += RW_WARPS * RW_UNROLL) {
+        for (int c = lane; c < d; c += 32) {
+            acc_t kr[RW_UNROLL], vr[RW_UNROLL];
 #pragma unroll
-        for (int u = 0; u < RW_UNROLL; ++u) {
-            const int e = e0 + u * RW_WARPS * 32;
-            if (e < total) {
-                kr[u] = lc_rows_ld(k, k_base, e, period);
-                vr[u] = lc_rows_ld(v, v_base, e, period);
+            for (int u = 0; u < RW_UNROLL; ++u) {
+                const int r = r0 + u * RW_WARPS;
+                if (r < keys) {
+                    const long long e = (long long)r * d + c;
+                    kr[u] = lc_rows_ld(k, k_base, e, period);
+                    vr[u] = lc_rows_ld(v, v_base, e, period);
+                }
             }
-        }
 #pragma unroll
-        for (int u = 0; u < RW_UNROLL; ++u) {
-            const int e = e0 + u * RW_WARPS * 32;
-            if (e < total) {
-                const int r = e / d;
-                ks[r * ldk + e - r * d] = kr[u];
-                vs[e] = vr[u];
+            for (int u = 0; u < RW_UNROLL; ++u) {
+                const int r = r0 + u * RW_WARPS;
+                if (r < keys) {
+                    ks[r * ldk + c] = kr[u];
+                    vs[r * d + c] = vr[u];
+                }
             }
         }
     }
