@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import zlib
+
+# Tests tune, calibrate and write tuning caches: keep all of that out of the user's cache (a
+# test's synthetic calibration must never steer a later real run on this machine). The
+# compiled-kernel cache under LC_CACHE_DIR stays shared; it is keyed by source and options.
+os.environ["LC_TUNE_CACHE_FILE"] = os.path.join(tempfile.mkdtemp(prefix="lc-tests-"),
+                                                "tune_cache.json")
+os.environ.pop("CJ_MATMUL_TUNE_CACHE_FILE", None)
 
 import numpy as np
 import pytest

@@ -48,15 +48,18 @@ def test_round_trip_is_versioned_and_readable(tmp_path):
 
 
 def test_default_path_and_alias(tmp_path, monkeypatch):
-    with config.override(LC_CACHE_DIR=str(tmp_path)):
-        assert default_path() == str(tmp_path / "tune_cache.json")
-    monkeypatch.setenv("CJ_MATMUL_TUNE_CACHE_FILE", str(tmp_path / "seed_name.json"))
+    # conftest points LC_TUNE_CACHE_FILE at a temporary file; this test needs it unset.
+    monkeypatch.delenv("LC_TUNE_CACHE_FILE", raising=False)
     config.reload()
     try:
+        with config.override(LC_CACHE_DIR=str(tmp_path)):
+            assert default_path() == str(tmp_path / "tune_cache.json")
+        monkeypatch.setenv("CJ_MATMUL_TUNE_CACHE_FILE", str(tmp_path / "seed_name.json"))
+        config.reload()
         assert default_path() == str(tmp_path / "seed_name.json")
         assert TuneCache().path == default_path()
     finally:
-        monkeypatch.delenv("CJ_MATMUL_TUNE_CACHE_FILE")
+        monkeypatch.undo()
         config.reload()
 
 

@@ -251,6 +251,26 @@ def run(quick: bool = False) -> dict[str, Any]:
                                budget_s=0.4)
             _row(rows, "auto_vs_torch", name, 2.0, t_auto, th_t, "torch GPU one-shot")
 
+    # What the crossover decided those on: its calibration and, per auto case, its estimate.
+    from lightning_core.runtime.backend import get_backend
+    from lightning_core.tuning import CROSSOVER, keys
+    from lightning_core.tuning.shapes import make_call
+
+    cuda = get_backend("cuda")
+    crossover_info: dict[str, Any] = {"calibration": {}, "estimates": {}}
+    try:
+        for family in ("elementwise", "matmul", "attention", "conv2d"):
+            crossover_info["calibration"][family] = CROSSOVER.calibration(cuda, family)
+        for name, dims, key in (("vector_add n=65536", (65536,), "binary"),
+                                ("vector_add n=1048576", (1 << 20,), "binary"),
+                                ("conv_relu 1x3x32x32->16", (1, 3, 32, 32, 16), "conv2d"),
+                                ("attention 96x48", (96, 48), "attention")):
+            est = CROSSOVER.estimate(cuda, keys.SPECS[key], make_call(key, dims))
+            crossover_info["estimates"][name] = {"cpu_us": est.cpu_us, "gpu_us": est.gpu_us,
+                                                 "source": est.source}
+    except Exception as exc:  # noqa: BLE001 - diagnostics only
+        crossover_info["error"] = f"{type(exc).__name__}: {exc}"
+
     # host overhead on device-resident data vs a bare CuPy launch of the same kind of kernel
     add = cp.RawKernel(r'''extern "C" __global__ void add(const float* a, const float* b,
         float* c, int n) { int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -329,7 +349,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                  "ratio_ref_over_lc": add_bw / copy_bw, "target": 0.85,
                  "pass": bool(add_bw / copy_bw >= 0.85),
                  "note": f"lc {add_bw / 1e9:.0f} GB/s, copy {copy_bw / 1e9:.0f} GB/s"})
-    return {"rows": rows, "environment": _environment(cp, torch)}
+    return {"rows": rows, "environment": _environment(cp, torch), "crossover": crossover_info}
 
 
 def _environment(cp: Any, torch: Any) -> dict[str, Any]:
@@ -348,13 +368,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(args.quick)
     with open(args.out, "w", encoding="utf-8") as fh:
-        json.dump(result, fh, indent=1)
+        json.dump(result, fh, indent=1, default=str)
     fails = 0
     for r in result["rows"]:
         fails += not r["pass"]
         print(f"{'PASS' if r['pass'] else 'FAIL'} {r['family']:16s} {r['case']:44s} "
               f"lc {r['lc_us']:9.1f} us  ref {r['ref_us']:9.1f} us  "
               f"x{r['ratio_ref_over_lc']:.2f} (target {r['target']}) {r['note']}")
+    for name, est in result["crossover"].get("estimates", {}).items():
+        print(f"crossover estimate {name}: cpu {est['cpu_us']:.1f} us, gpu {est['gpu_us']:.1f} us "
+              f"({est['source']})")
     print(f"targets: {len(result['rows']) - fails} pass, {fails} fail")
     return 0
 
