@@ -52,7 +52,8 @@ def _figure(width: float, height: float) -> Any:
 
 def _save(fig: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
+    # "tight" keeps a legend placed below the axes inside the image.
+    fig.savefig(path, metadata={"Software": None}, bbox_inches="tight")
     return path
 
 
