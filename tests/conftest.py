@@ -98,3 +98,18 @@ def _fresh_routes():
 def rng(request):
     """A generator seeded from the test's id: fresh per test, the same on every run."""
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture
+def lane_trace():
+    """Fresh fast-lane decisions and an empty, enabled trace; returns the dispatch events'
+    notes (``[[], ["fast_lane"]]``: a full-road call, then a lane call)."""
+    from lightning_core.runtime import dispatch
+
+    dispatch.clear_decisions()
+    lc.runtime_trace_clear()
+    lc.runtime_trace_enable(True)
+    yield lambda: [e["notes"] for e in lc.runtime_trace_events() if e["type"] == "op_dispatch"]
+    lc.runtime_trace_enable(False)
+    lc.runtime_trace_clear()
+

@@ -9,36 +9,21 @@ from conftest import assert_close, poisoned, rand
 import lightning_core as lc
 from lightning_core import config
 from lightning_core.ops.matmul import matmul_reference
-from lightning_core.runtime import dispatch
 
 
-@pytest.fixture
-def traced():
-    dispatch.clear_decisions()
-    lc.runtime_trace_clear()
-    lc.runtime_trace_enable(True)
-    yield
-    lc.runtime_trace_enable(False)
-    lc.runtime_trace_clear()
-
-
-def _notes() -> list[list[str]]:
-    return [e["notes"] for e in lc.runtime_trace_events() if e["type"] == "op_dispatch"]
-
-
-def test_second_identical_call_takes_the_lane_and_is_correct(traced, rng):
+def test_second_identical_call_takes_the_lane_and_is_correct(lane_trace, rng):
     a, b = rand(rng, 7, 5), rand(rng, 5, 3)
     first = lc.matmul2d(a, b, "cpu")
     a2 = rand(rng, 7, 5)
     second = lc.matmul2d(a2, b, "cpu")
-    assert _notes() == [[], ["fast_lane"]]
+    assert lane_trace() == [[], ["fast_lane"]]
     assert_close(first, matmul_reference(a, b))
     assert_close(second, matmul_reference(a2, b))
     event = lc.runtime_trace_events()[-1]
     assert event["op"] == "matmul2d" and event["shapes"] == [[7, 5], [5, 3], [7, 3]]
 
 
-def test_flat_forms_keep_their_shapes_on_the_lane(traced, rng):
+def test_flat_forms_keep_their_shapes_on_the_lane(lane_trace, rng):
     a, b = rand(rng, 12), rand(rng, 8)
     for _ in range(2):
         got = lc.matmul_np(a, b, 3, 4, 2, "cpu")
@@ -47,7 +32,7 @@ def test_flat_forms_keep_their_shapes_on_the_lane(traced, rng):
     sub = lc.matrix_sub(a, a[::-1].copy(), 3, 4, "cpu")
     sub = lc.matrix_sub(a, a[::-1].copy(), 3, 4, "cpu")
     assert sub.shape == (12,)
-    assert _notes()[-1] == ["fast_lane"]
+    assert lane_trace()[-1] == ["fast_lane"]
 
 
 def test_scalar_of_another_type_is_checked_again():
@@ -60,27 +45,27 @@ def test_scalar_of_another_type_is_checked_again():
                   "cpu")
 
 
-def test_no_lane_for_policy_copies_or_lists(traced, rng):
+def test_no_lane_for_policy_copies_or_lists(lane_trace, rng):
     a, b = rand(rng, 4, 4), rand(rng, 4, 4)
     for _ in range(2):
         lc.matmul2d(a.astype(np.float64), b, "cpu")  # cast: a copy was made
         lc.matmul2d(np.asfortranarray(a), b, "cpu")  # non-contiguous: a copy was made
         lc.matmul_np_with_policy(a.ravel(), b.ravel(), 4, 4, 4, "cpu", lc.MatMulIoPolicy())
         lc.matmul(a.ravel().tolist(), b.ravel().tolist(), 4, 4, 4, "cpu")
-    assert all("fast_lane" not in notes for notes in _notes())
+    assert all("fast_lane" not in notes for notes in lane_trace())
 
 
-def test_into_takes_the_lane_and_writes_every_element(traced, rng):
+def test_into_takes_the_lane_and_writes_every_element(lane_trace, rng):
     a, b = rand(rng, 5, 6), rand(rng, 6, 7)
     for flat in (False, True):
         for _ in range(2):
             out = poisoned(35 if flat else (5, 7))
             assert lc.matmul2d_into(a, b, out, "cpu") is out
             assert_close(out.reshape(5, 7), matmul_reference(a, b))
-    assert _notes() == [[], ["fast_lane"], [], ["fast_lane"]]
+    assert lane_trace() == [[], ["fast_lane"], [], ["fast_lane"]]
 
 
-def test_into_overlapping_an_input_takes_the_full_road(traced, rng):
+def test_into_overlapping_an_input_takes_the_full_road(lane_trace, rng):
     x = rand(rng, 64)
     y = rand(rng, 64)
     out = np.empty(64, np.float32)
@@ -91,16 +76,16 @@ def test_into_overlapping_an_input_takes_the_full_road(traced, rng):
     assert_close(x, expected)
     with pytest.raises(lc.AliasingError):
         lc.matmul2d_into(a := rand(rng, 8, 8), a, a, "cpu")
-    assert _notes()[:3] == [[], ["fast_lane"], []]
+    assert lane_trace()[:3] == [[], ["fast_lane"], []]
 
 
-def test_config_change_invalidates_lanes(traced, rng):
+def test_config_change_invalidates_lanes(lane_trace, rng):
     a = rand(rng, 3, 3)
     lc.matmul2d(a, a, "cpu")
     lc.matmul2d(a, a, "cpu")
     with config.override(LC_TUNE=0):
         lc.matmul2d(a, a, "cpu")
-    assert _notes() == [[], ["fast_lane"], []]
+    assert lane_trace() == [[], ["fast_lane"], []]
 
 
 def test_bad_input_on_a_known_signature_still_raises():

@@ -29,20 +29,6 @@ def cp():
     return cupy
 
 
-@pytest.fixture
-def traced():
-    dispatch.clear_decisions()
-    lc.runtime_trace_clear()
-    lc.runtime_trace_enable(True)
-    yield
-    lc.runtime_trace_enable(False)
-    lc.runtime_trace_clear()
-
-
-def _notes() -> list[list[str]]:
-    return [e["notes"] for e in lc.runtime_trace_events() if e["type"] == "op_dispatch"]
-
-
 def _dev(cp, host):
     return cp.asarray(host)
 
@@ -88,11 +74,11 @@ def test_every_laned_op_is_correct_on_repeat(cp, rng, traced_run):
 
 
 @cuda_only
-def test_lane_is_taken_and_traced(cp, rng, traced):
+def test_lane_is_taken_and_traced(cp, rng, lane_trace):
     a, b = (cp.asarray(rand(rng, 1000)) for _ in range(2))
     lc.vector_add(a, b)
     lc.vector_add(a, b)
-    assert _notes() == [[], ["fast_lane"]]
+    assert lane_trace() == [[], ["fast_lane"]]
     event = lc.runtime_trace_events()[-1]
     assert event["impl"] == "cuda.binary.vec" and event["shapes"] == [[1000], [1000], [1000]]
 
@@ -139,7 +125,7 @@ def test_lane_follows_the_callers_stream(cp, rng):
 
 
 @cuda_only
-def test_into_overlap_takes_the_full_road(cp, rng, traced):
+def test_into_overlap_takes_the_full_road(cp, rng, lane_trace):
     host = rand(rng, 2000)
     buf = cp.asarray(host)
     a, b = buf[:1000], buf[1000:]
@@ -151,8 +137,8 @@ def test_into_overlap_takes_the_full_road(cp, rng, traced):
     assert_close(a, host[:1000].astype(np.float64) + host[1000:])
     with pytest.raises(AliasingError, match=r"^\[vector_add_into\]"):
         lc.vector_add_into(buf[:1000], buf[1000:], buf[500:1500])
-    assert _notes()[:2] == [[], ["fast_lane"]]
-    assert all("fast_lane" not in n for n in _notes()[2:])
+    assert lane_trace()[:2] == [[], ["fast_lane"]]
+    assert all("fast_lane" not in n for n in lane_trace()[2:])
 
 
 @cuda_only
