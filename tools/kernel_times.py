@@ -14,11 +14,7 @@ import cupy as cp
 import numpy as np
 
 import lightning_core as lc
-from lightning_core.bench.targets import held_device_us
-
-
-def device_us(fn) -> float:
-    return held_device_us(cp, fn)
+from lightning_core.bench.suites.timers import held_device_us
 
 
 def main(path: str | None) -> None:
@@ -30,7 +26,7 @@ def main(path: str | None) -> None:
     rows = []
 
     def both(name, lc_fn, torch_fn):
-        lc_t, th_t = device_us(lc_fn), device_us(torch_fn)
+        lc_t, th_t = held_device_us(cp, lc_fn), held_device_us(cp, torch_fn)
         rows.append({"case": name, "lc_us": round(lc_t, 2), "torch_us": round(th_t, 2)})
         print(f"{name:44s} lc {lc_t:8.2f} us   torch {th_t:8.2f} us", flush=True)
 

@@ -6,15 +6,13 @@ adds. Run on the GPU machine: PYTHONPATH=src python3 tools/overhead_layers.py [o
 
 from __future__ import annotations
 
-import cProfile
-import io
-import pstats
 import statistics
 import sys
 import time
 
 import cupy as cp
 import numpy as np
+from profile_overhead import profile_text
 
 import lightning_core as lc
 from lightning_core.backends.cuda import elementwise as ew
@@ -112,16 +110,9 @@ def main(path: str | None) -> None:
     for name, f in rows:
         host, dev = timed(f)
         lines.append(f"{name:40s} host {host:7.2f} us   device {dev:7.2f} us")
-    for name, f in (("matmul2d", rows[-2][1]), ("conv", rows[-1][1]), ("attention", rows[-3][1])):
-        prof = cProfile.Profile()
-        prof.enable()
-        for _ in range(2000):
-            f()
-        prof.disable()
-        cp.cuda.Device(0).synchronize()
-        buf = io.StringIO()
-        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(12)
-        lines.append(f"--- {name} x2000 ---\n" + buf.getvalue())
+    by_name = dict(rows)
+    for name in ("lc.matmul2d 256^3", "lc.conv2d_nchw 1x3x16x16 -> 16", "lc.attention2d 96x48"):
+        lines.append(profile_text(name, by_name[name], 2000, 12))
     text = "\n".join(lines)
     print(text)
     if path:

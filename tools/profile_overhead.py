@@ -13,6 +13,20 @@ import numpy as np
 import lightning_core as lc
 
 
+def profile_text(name: str, fn, calls: int, top: int) -> str:
+    """cProfile of ``calls`` calls of ``fn`` (device work drained after), as text."""
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(calls):
+        fn()
+    prof.disable()
+    cp.cuda.Device(0).synchronize()
+    out = io.StringIO()
+    out.write(f"=== {name} x{calls} ===\n")
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
 def main(path: str) -> None:
     a, b, c = (cp.ones(1024, cp.float32) for _ in range(3))
     q = cp.ones((96, 48), cp.float32)
@@ -29,14 +43,7 @@ def main(path: str) -> None:
                      ("attention2d", lambda: lc.attention2d(q, q, q, False)),
                      ("attention2d one-shot NumPy 8x16 on cuda",
                       lambda: lc.attention2d(hq, hq, hq, False, "cuda"))):
-        prof = cProfile.Profile()
-        prof.enable()
-        for _ in range(3000):
-            fn()
-        prof.disable()
-        cp.cuda.Device(0).synchronize()
-        out.write(f"=== {name} x3000 ===\n")
-        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(30)
+        out.write(profile_text(name, fn, 3000, 30))
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(out.getvalue())
 

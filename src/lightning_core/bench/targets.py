@@ -23,6 +23,7 @@ import numpy as np
 
 import lightning_core as lc
 from lightning_core.bench.suites.peers import TorchPeer
+from lightning_core.bench.suites.timers import held_device_us
 
 __all__ = ["main"]
 
@@ -67,40 +68,6 @@ def _event_us(cp: Any, fn: Callable[[], Any], reps: int = 50) -> float:
         stop.record()
         stop.synchronize()
         out.append(cp.cuda.get_elapsed_time(start, stop) * 1e3)
-    return statistics.median(out)
-
-
-_SPIN_SOURCE = r"""
-extern "C" __global__ void lc_spin(long long cycles) {
-    long long start = clock64();
-    while (clock64() - start < cycles) { }
-}"""
-_spin_kernel: list[Any] = []
-
-
-def held_device_us(cp: Any, fn: Callable[[], Any], n: int = 20, reps: int = 9) -> float:
-    """Median device µs per call of ``fn``, launch gaps excluded.
-
-    A one-thread spin kernel (about 1 ms) holds the current stream while the host queues ``n``
-    calls, so the events around them bracket back-to-back device work only: the kernel time a
-    graph replay can approach, which events around one host call cannot show.
-    """
-    if not _spin_kernel:
-        _spin_kernel.append(cp.RawKernel(_SPIN_SOURCE, "lc_spin"))
-    spin = _spin_kernel[0]
-    for _ in range(3):
-        fn()
-    cp.cuda.get_current_stream().synchronize()
-    start, stop = cp.cuda.Event(), cp.cuda.Event()
-    out = []
-    for _ in range(reps):
-        spin((1,), (1,), (np.int64(2_000_000),))
-        start.record()
-        for _ in range(n):
-            fn()
-        stop.record()
-        stop.synchronize()
-        out.append(cp.cuda.get_elapsed_time(start, stop) * 1e3 / n)
     return statistics.median(out)
 
 

@@ -1,4 +1,5 @@
-"""Timers the suites add to the harness: pipelined calls and L2-flushed CUDA-event timing.
+"""Timers the suites add to the harness: pipelined calls, L2-flushed CUDA-event timing, and
+device time of queued launches held behind a spin kernel (``held_device_us``).
 
 ``pipelined`` times ``batch`` back-to-back calls followed by one sync and reports the cost per
 call (how a loop that never waits performs). The event timers bracket one call with CUDA
@@ -9,13 +10,17 @@ enough to hold every input of most seed cases).
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from ..harness import Sample, _sample, measure
 
-__all__ = ["pipelined", "pipeline_batch", "cupy_event_timer", "torch_event_timer", "flush_bytes"]
+__all__ = ["pipelined", "pipeline_batch", "cupy_event_timer", "torch_event_timer", "flush_bytes",
+           "held_device_us"]
 
 # The L2 flush buffer is at least this big even when the device reports a smaller L2.
 _MIN_FLUSH_BYTES = 64 << 20
@@ -93,3 +98,37 @@ def torch_event_timer(torch: Any, fn: Callable[[], Any], **timing: Any) -> Sampl
         return int(round(begin.elapsed_time(end) * 1e6))
 
     return _sample(run_once, clock=time.perf_counter_ns, **_counted(timing))
+
+
+_SPIN_SOURCE = r"""
+extern "C" __global__ void lc_spin(long long cycles) {
+    long long start = clock64();
+    while (clock64() - start < cycles) { }
+}"""
+_spin_kernel: list[Any] = []
+
+
+def held_device_us(cp: Any, fn: Callable[[], Any], n: int = 20, reps: int = 9) -> float:
+    """Median device µs per call of ``fn``, launch gaps excluded.
+
+    A one-thread spin kernel (about 1 ms) holds the current stream while the host queues ``n``
+    calls, so the events around them bracket back-to-back device work only: the kernel time a
+    graph replay can approach, which events around one host call cannot show.
+    """
+    if not _spin_kernel:
+        _spin_kernel.append(cp.RawKernel(_SPIN_SOURCE, "lc_spin"))
+    spin = _spin_kernel[0]
+    for _ in range(3):
+        fn()
+    cp.cuda.get_current_stream().synchronize()
+    start, stop = cp.cuda.Event(), cp.cuda.Event()
+    out = []
+    for _ in range(reps):
+        spin((1,), (1,), (np.int64(2_000_000),))  # about 1 ms at 2 GHz
+        start.record()
+        for _ in range(n):
+            fn()
+        stop.record()
+        stop.synchronize()
+        out.append(cp.cuda.get_elapsed_time(start, stop) * 1e3 / n)
+    return statistics.median(out)
