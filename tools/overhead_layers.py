@@ -71,12 +71,41 @@ def _gemm_rows() -> list[tuple[str, object]]:
     return rows
 
 
+def _graph_rows() -> list[tuple[str, object]]:
+    """Host cost of the integrated conv -> attention graph call, layer by layer (seq 48)."""
+    from lightning_core.sessions import integrated
+
+    x = cp.ones((1, 3, 8, 8), cp.float32)
+    w = cp.ones((16, 3, 3, 3), cp.float32)
+    bias = cp.ones(16, cp.float32)
+
+    def full():
+        return lc.lightning_conv_attention_torchstrong_nchw(x, w, bias, 48, 48, 1, 1, 1, 1,
+                                                            "auto", execution_mode="graph")
+
+    full()
+    sess = next(iter(integrated._CACHE.values()))
+    key = next(iter(sess._variants))
+    ex = sess._ex
+    graph = ex._graphs[(key, 1)]
+    sync = ex.stream.synchronize
+    return [
+        ("conv_attn graph: full call + sync", full),
+        ("conv_attn graph: sess(x, w, b) + sync", lambda: sess(x, w, bias)),
+        ("conv_attn graph: replay + sync", lambda: (ex.replay(key, 1), sync())),
+        ("conv_attn graph: graph.launch + sync", lambda: (graph.launch(stream=ex.stream),
+                                                          sync())),
+        ("stream sync alone", sync),
+    ]
+
+
 def main(path: str | None) -> None:
     a, b, c = (cp.ones(1024, cp.float32) for _ in range(3))
     q = cp.ones((96, 48), cp.float32)
     for _ in range(3):
         lc.vector_add_into(a, b, c)
-    fn, grid, block, n64 = ew._plan(ew._BINARY["add"], np.dtype(np.float32), 1024, True)
+    call = ew._plan(ew._BINARY["add"], np.dtype(np.float32), 1024, True, 3)
+    fn, grid, block, n64 = call.kernel, call.grid, call.block, np.int64(1024)
     s = cp.cuda.get_current_stream()
     pa, pb, pc = (np.uint64(x.data.ptr) for x in (a, b, c))
     ia, ib, ic = (x.data.ptr for x in (a, b, c))
@@ -91,6 +120,7 @@ def main(path: str | None) -> None:
         ("bare launch, np.uint64 pointer args", lambda: fn(grid, block, (pa, pb, pc, n64), stream=s)),
         ("bare launch, int pointer args", lambda: fn(grid, block, (ia, ib, ic, n64), stream=s)),
         ("bare launch, default stream kw", lambda: fn(grid, block, (a, b, c, n64))),
+        ("KernelCall (direct cuLaunchKernel)", lambda: call(s, a, b, c)),
         ("cupy.add(a, b, out=c)", lambda: cp.add(a, b, out=c)),
         ("cupy.empty(1024)", lambda: cp.empty(1024, cp.float32)),
         ("cupy.ndarray((1024,), dtype)", lambda: cp.ndarray((1024,), np.dtype(np.float32))),
@@ -106,6 +136,7 @@ def main(path: str | None) -> None:
         ("lc.conv2d_nchw 1x3x16x16 -> 16", lambda: lc.lightning_conv_relu_nchw(x, w, bias, 1, 1, 1, 1)),
     ]
     rows += _gemm_rows()
+    rows += _graph_rows()
     lines = []
     for name, f in rows:
         host, dev = timed(f)

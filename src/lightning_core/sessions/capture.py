@@ -166,12 +166,17 @@ class CapturedFunction:
 
     def _run(self, values: tuple[Any, ...], sync: bool) -> Any:
         key, args = self._args(values)
+        if self.mode == "address":
+            # Device inputs are read where they are: wait for the caller's queued writes.
+            self._ex.follow_caller()
         holder = self._variant(key, args)
         t0 = time.perf_counter_ns() if TRACE.enabled else 0
         if not holder.pop("fresh", False):  # a fresh capture already ran on these inputs
             self._ex.replay(key, 1)
         if sync:
             self._ex.sync()
+        else:
+            self._ex.hand_to_caller()
         if TRACE.enabled:
             TRACE.record(TraceEvent(type="graph_replay", timestamp_ns=t0,
                                     duration_ns=time.perf_counter_ns() - t0, op="capture",

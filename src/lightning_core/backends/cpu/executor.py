@@ -65,5 +65,11 @@ class EagerExecutor:
     def sync(self) -> None:
         """Nothing to wait for on the CPU."""
 
+    def follow_caller(self) -> None:
+        """Nothing to order on the CPU."""
+
+    def hand_to_caller(self) -> None:
+        """Nothing to order on the CPU."""
+
     def run_eager(self, fn: Callable[[], Any]) -> Any:
         return fn()

@@ -73,7 +73,8 @@ class CudaBackend(Backend):
         self._join_ptr, self._done_ptr = (e.ptr for e in self._events)
         self._event_record = cp.cuda.runtime.eventRecord
         self._stream_wait = cp.cuda.runtime.streamWaitEvent
-        self._empty = cp.empty
+        # ``cupy.ndarray(shape, dtype)`` is what ``cupy.empty`` calls, minus a Python frame.
+        self._empty = cp.ndarray
         self._current_stream = cp.cuda.get_current_stream
         self._oom = cp.cuda.memory.OutOfMemoryError
         self.io = HostIo(cp, self._stream)

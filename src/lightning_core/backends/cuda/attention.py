@@ -20,6 +20,7 @@ import numpy as np
 
 from ...runtime.backend import register
 from .compile import get_function
+from .launch import KernelCall
 
 __all__ = ["attention_auto", "attention_fused_small", "attention_flash_splitkv", "choose_variant"]
 
@@ -73,17 +74,8 @@ class _Plan:
     scratch: tuple[int, int, int] | None  # (part_acc, part_ml, counters) lengths, split-KV only
 
 
-@dataclass(frozen=True)
-class _Launcher:
-    """Everything a cached call needs but the arrays; ``plan`` None means the composite path."""
-
-    plan: _Plan | None
-    scalars: tuple[Any, ...]
-    unused_scratch: bool
-
-
 _limits: dict[int, _Limits] = {}
-_launchers: OrderedDict[tuple[Any, ...], _Launcher] = OrderedDict()
+_launchers: OrderedDict[tuple[Any, ...], KernelCall | None] = OrderedDict()
 
 
 def _device() -> tuple[int, _Limits]:
@@ -245,22 +237,33 @@ def _scratch(plan: _Plan, stream: Any) -> tuple[Any, Any, Any]:
     return found
 
 
+def _rows_call(seq: int, d: int, dtype_name: str, config: tuple[int, int, int], causal: bool,
+               scale: float, post: tuple[float, float, bool], offsets: tuple[int, int],
+               wrap: int) -> KernelCall:
+    """The rows kernel's launch. ``offsets`` are where K and V start after Q; ``wrap`` > 0 reads
+    every operand cyclically from a buffer of that many values (the packed conv output)."""
+    acc = _acc_type(dtype_name)
+    out_scale, out_bias, relu = post
+    i64 = np.int64
+    plan = _rows_plan(seq, dtype_name, config, wrap > 0)
+    return KernelCall(plan.kernel, plan.grid, plan.block, plan.smem, 4, (
+        np.int32(seq), np.int32(d), np.int32(bool(causal)), acc(scale), acc(out_scale),
+        acc(out_bias), np.int32(bool(relu)), i64(0), i64(offsets[0]), i64(offsets[1]),
+        i64(max(1, wrap))))
+
+
 def _launcher(requested: str, seq: int, d: int, dtype_name: str, causal: bool,
               scale: float | None, post: tuple[float, float, bool] | None, vec: int,
-              stream: Any) -> _Launcher:
+              stream: Any) -> KernelCall | None:
+    """The launch of one call shape (q, k, v, out go in per call); None: the composite path."""
     _, lim = _device()
     variant = choose_variant(seq, d, dtype_name) if requested == "auto" else requested
     scale = 1.0 / math.sqrt(d) if scale is None else scale
-    out_scale, out_bias, relu = (1.0, 0.0, False) if post is None else post
+    post = (1.0, 0.0, False) if post is None else post
     if variant == "rows":
         rows = _rows_config(seq, d, dtype_name, lim)
         if rows is not None:
-            acc = _acc_type(dtype_name)
-            i64 = np.int64
-            return _Launcher(_rows_plan(seq, dtype_name, rows, False),
-                             (np.int32(seq), np.int32(d), np.int32(bool(causal)), acc(scale),
-                              acc(out_scale), acc(out_bias), np.int32(bool(relu)), i64(0),
-                              i64(0), i64(0), i64(1)), False)
+            return _rows_call(seq, d, dtype_name, rows, causal, scale, post, (0, 0), 0)
         variant = "flash_splitkv"  # too long or too wide for it: the flash grid runs
     single = variant == "fused_small"
     config = _flash_config(seq, d, dtype_name, lim, single)
@@ -269,37 +272,26 @@ def _launcher(requested: str, seq: int, d: int, dtype_name: str, causal: bool,
         single = variant == "fused_small"
         config = _flash_config(seq, d, dtype_name, lim, single)
     if config is None:
-        return _Launcher(None, (), False)
+        return None
     plan = _flash_plan(seq, d, dtype_name, vec, config, lim, single)
     acc = plan.acc
+    out_scale, out_bias, relu = post
     scalars = (np.int32(seq), np.int32(d), np.int32(bool(causal)), acc(scale), acc(out_scale),
                acc(out_bias), np.int32(bool(relu)))
-    if plan.scratch is None:
-        return _Launcher(plan, scalars, True)
-    return _Launcher(plan, scalars + _scratch(plan, stream), False)
+    # With one split the kernel returns before it touches its scratch: null pointers do.
+    scratch = (np.uint64(0),) * 3 if plan.scratch is None else _scratch(plan, stream)
+    return KernelCall(plan.kernel, plan.grid, plan.block, plan.smem, 4, scalars + scratch)
 
 
 def _cached_launcher(requested: str, seq: int, d: int, dtype: np.dtype, causal: bool,
                      scale: float | None, post: tuple[float, float, bool] | None, vec: int,
-                     dev: int, stream: Any) -> _Launcher:
+                     dev: int, stream: Any) -> KernelCall | None:
     key = (requested, seq, d, dtype.char, causal, scale, post, vec, dev, stream.ptr)
-    launch = _launchers.get(key)
-    if launch is None:
+    launch = _launchers.get(key, False)
+    if launch is False:
         launch = _remember(_launchers, key, _launcher(requested, seq, d, dtype.name, causal,
                                                       scale, post, vec, stream))
     return launch
-
-
-def _fire(launch: _Launcher, q: Any, k: Any, v: Any, out: Any, stream: Any, causal: bool,
-          scale: float | None, post: tuple[float, float, bool] | None) -> None:
-    plan = launch.plan
-    if plan is None:
-        _composite(q, k, v, out, stream, causal, scale, post)
-        return
-    # With one split the kernel never touches its scratch pointers: any device pointer does.
-    args = (q, k, v, out, *launch.scalars, out, out, out) if launch.unused_scratch \
-        else (q, k, v, out, *launch.scalars)
-    plan.kernel(plan.grid, plan.block, args, stream=stream, shared_mem=plan.smem)
 
 
 def _run(requested: str, q: Any, k: Any, v: Any, out: Any, stream: Any, causal: bool,
@@ -309,31 +301,37 @@ def _run(requested: str, q: Any, k: Any, v: Any, out: Any, stream: Any, causal: 
     seq, d = q.shape
     launch = _cached_launcher(requested, seq, d, q.dtype, causal, scale, post,
                               _vec_ok(d, (q, k, v, out)), cupy.cuda.runtime.getDevice(), stream)
-    _fire(launch, q, k, v, out, stream, causal, scale, post)
+    if launch is None:
+        _composite(q, k, v, out, stream, causal, scale, post)
+    else:
+        launch(stream, q, k, v, out)
 
 
 def _prepare(requested: str) -> Any:
     """The fast lane's launcher factory of one variant: shape, dtype and flags resolved once;
-    a call tests the pointers' alignment and finds its launch plan by (alignment, stream)."""
+    a call tests the pointers' alignment and finds its launch by (alignment, stream)."""
 
     def prepare(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype, precision: str, *,
                 causal: bool, scale: float | None, post: Any) -> Any:
         seq, d = shape
         dev, _ = _device()
-        mine: dict[tuple[int, int], _Launcher] = {}
+        mine: dict[tuple[int, int], KernelCall | None] = {}
         d_vec = d % 4 == 0
 
         def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
             q, k, v = ins
             vec = int(d_vec and not (q.data.ptr | k.data.ptr | v.data.ptr | out.data.ptr) & 15)
             key = (vec, stream.ptr)
-            found = mine.get(key)
-            if found is None:
+            found = mine.get(key, False)
+            if found is False:
                 if len(mine) >= 8:
                     mine.clear()
                 found = mine[key] = _cached_launcher(requested, seq, d, dtype, causal, scale,
                                                      post, vec, dev, stream)
-            _fire(found, q, k, v, out, stream, causal, scale, post)
+            if found is None:
+                _composite(q, k, v, out, stream, causal, scale, post)
+            else:
+                found(stream, q, k, v, out)
 
         return launch
 
@@ -413,7 +411,7 @@ def attention_flash_splitkv(q: Any, k: Any, v: Any, *, out: Any, stream: Any, pr
     _run("flash_splitkv", q, k, v, out, stream, causal, scale, post)
 
 
-_packed: OrderedDict[tuple[Any, ...], _Launcher | None] = OrderedDict()
+_packed: OrderedDict[tuple[Any, ...], KernelCall | None] = OrderedDict()
 
 
 @register("cuda", "attention_packed", "rows_wrap", dtypes=_DTYPES)
@@ -429,17 +427,11 @@ def attention_packed(y: Any, *, out: Any, stream: Any, precision: str, seq: int,
         rows = _rows_config(seq, d, y.dtype.name, lim)
         launch = None
         if rows is not None and y.size < 1 << 31:  # the kernel reduces offsets in 32 bits
-            acc = _acc_type(y.dtype.name)
-            i64, sd = np.int64, seq * d
-            launch = _Launcher(_rows_plan(seq, y.dtype.name, rows, True),
-                               (np.int32(seq), np.int32(d), np.int32(0), acc(1.0 / math.sqrt(d)),
-                                acc(1.0), acc(0.0), np.int32(0), i64(0), i64(sd), i64(2 * sd),
-                                i64(y.size)), False)
+            launch = _rows_call(seq, d, y.dtype.name, rows, False, 1.0 / math.sqrt(d),
+                                (1.0, 0.0, False), (seq * d, 2 * seq * d), y.size)
         _remember(_packed, key, launch)
     if launch is not None:
-        plan = launch.plan
-        plan.kernel(plan.grid, plan.block, (y, y, y, out, *launch.scalars), stream=stream,
-                    shared_mem=plan.smem)
+        launch(stream, y, y, y, out)
         return
     import cupy  # noqa: PLC0415
 

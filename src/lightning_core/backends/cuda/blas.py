@@ -181,9 +181,8 @@ def _prepared_gemm(m: int, k: int, n: int, dtype: np.dtype, precision: str) -> A
             return
         except Exception:  # noqa: BLE001 - the ctypes call below reports real errors
             pass
-        status = call(handle(stream.ptr), op_n, op_n, n, m, k, alpha, b.data.ptr, data_type, n,
-                      a.data.ptr, data_type, lda, beta, out.data.ptr, data_type, n, compute,
-                      algo)
+        status = call(own, op_n, op_n, n, m, k, alpha, b.data.ptr, data_type, n, a.data.ptr,
+                      data_type, lda, beta, out.data.ptr, data_type, n, compute, algo)
         if status:
             _check(status, "cublasGemmEx")
 

@@ -22,6 +22,7 @@ import numpy as np
 from ...runtime.backend import register
 from .blas import gemm
 from .compile import get_function
+from .launch import KernelCall
 
 __all__ = ["conv2d_auto", "conv2d_direct", "conv2d_im2col_gemm", "DIRECT_MAX_MACS",
            "DIRECT_MAX_TAPS"]
@@ -45,15 +46,6 @@ _LOWERED_CACHE_LIMIT = 4
 _sm_counts: dict[int, int] = {}
 _plans: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _lowered: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-
-
-@dataclass(frozen=True)
-class _Direct:
-    kernel: Any
-    grid: tuple[int, int, int]
-    block: tuple[int, int, int]
-    smem: int
-    scalars: tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -112,7 +104,7 @@ def _direct_geometry(n: int, c: int, oc: int, oh: int, ow: int, kh: int, kw: int
 
 
 def _direct_plan(x: Any, w: Any, out: Any, geometry: tuple[int, int, int, int], sh: int,
-                 sw: int, ph: int, pw: int, has_bias: bool, relu: bool) -> _Direct:
+                 sw: int, ph: int, pw: int, has_bias: bool, relu: bool) -> KernelCall:
     n, c, h, wd = x.shape
     oc, _, kh, kw = w.shape
     _, _, oh, ow = out.shape
@@ -128,7 +120,8 @@ def _direct_plan(x: Any, w: Any, out: Any, geometry: tuple[int, int, int, int], 
     i32 = np.int32
     scalars = tuple(i32(v) for v in (c, h, wd, oc, oh, ow, kh, kw, sh, sw, ph, pw, cb, tiles_w,
                                      tiles, groups, has_bias, relu))
-    return _Direct(kernel, (tiles * groups * n, 1, 1), (tw, th, 1), smem, scalars)
+    # Per call: x, w, bias (w stands in when there is none: never read), out.
+    return KernelCall(kernel, (tiles * groups * n, 1, 1), (tw, th, 1), smem, 4, scalars)
 
 
 def _lowered_plan(x: Any, w: Any, out: Any, stream: Any) -> _Lowered:
@@ -152,7 +145,7 @@ def _lowered_plan(x: Any, w: Any, out: Any, stream: Any) -> _Lowered:
 
 
 def _plan(requested: str, x: Any, w: Any, out: Any, stream: Any, sh: int, sw: int, ph: int,
-          pw: int, has_bias: bool, relu: bool) -> _Direct | _Lowered:
+          pw: int, has_bias: bool, relu: bool) -> KernelCall | _Lowered:
     """The cached launch plan of this call's shape; ``requested`` is a variant name."""
     import cupy  # noqa: PLC0415
 
@@ -183,9 +176,8 @@ def _run(requested: str, x: Any, w: Any, maybe_bias: tuple[Any, ...], out: Any, 
     plan = _plan(requested, x, w, out, stream, sh, sw, ph, pw, bias is not None, relu)
     # Without a bias the kernels never read that pointer: w stands in for it.
     bias_arg = w if bias is None else bias
-    if isinstance(plan, _Direct):
-        plan.kernel(plan.grid, plan.block, (x, w, bias_arg, out, *plan.scalars), stream=stream,
-                    shared_mem=plan.smem)
+    if type(plan) is KernelCall:
+        plan(stream, x, w, bias_arg, out)
         return "fp32"
     n, c, h, wd = x.shape
     oc, _, kh, kw = w.shape
@@ -227,10 +219,8 @@ def _prepare(requested: str) -> Any:
                     mine.clear()
                 plan = mine[stream.ptr] = _plan(requested, x, w, out, stream, stride_h,
                                                 stride_w, pad_h, pad_w, has_bias, relu)
-            if type(plan) is _Direct:
-                plan.kernel(plan.grid, plan.block, (x, w, ins[2] if has_bias else w, out,
-                                                    *plan.scalars),
-                            stream=stream, shared_mem=plan.smem)
+            if type(plan) is KernelCall:
+                plan(stream, x, w, ins[2] if has_bias else w, out)
             else:
                 _run(requested, x, w, ins[2:], out, stream, precision, stride_h, stride_w,
                      pad_h, pad_w, relu)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ...runtime.backend import register
 from .compile import get_function, grid_for
+from .launch import KernelCall
 
 __all__ = ["bias_activation", "CTYPES"]
 
@@ -28,8 +29,8 @@ _LINEAR_ACT = {None: 0, "relu": 1, "gelu_tanh": 2, "gelu_erf": 3}
 _THREADS = 256
 _MAX_PLANS = 4096
 
-# (kernel, dtype, n, vec) -> (cupy Function, grid, block, n as int64): a launch is one lookup.
-_plans: dict[tuple[Any, ...], tuple[Any, tuple[int], tuple[int], np.int64]] = {}
+# (kernel, dtype, n, vec, pointers, extra scalars) -> KernelCall: a launch is one lookup.
+_plans: dict[tuple[Any, ...], KernelCall] = {}
 
 
 def _expressions(ctype: str) -> tuple[str, ...]:
@@ -43,10 +44,11 @@ def _expressions(ctype: str) -> tuple[str, ...]:
     )
 
 
-def _plan(kernel: str, dtype: np.dtype, n: int,
-          vec: bool) -> tuple[Any, tuple[int], tuple[int], np.int64]:
-    """Launch plan of ``kernel`` (a template name with the dtype and VEC left as {})."""
-    key = (kernel, dtype.char, n, vec)
+def _plan(kernel: str, dtype: np.dtype, n: int, vec: bool, pointers: int,
+          extra: tuple[Any, ...] = ()) -> KernelCall:
+    """Launch of ``kernel`` (a template name with the dtype and VEC left as {}) over ``n``
+    elements: ``pointers`` array arguments, then ``n`` as int64, then ``extra``."""
+    key = (kernel, dtype.char, n, vec, pointers, extra)
     plan = _plans.get(key)
     if plan is None:
         ctype = CTYPES[dtype.char]
@@ -57,8 +59,8 @@ def _plan(kernel: str, dtype: np.dtype, n: int,
         blocks = -(-max(1, n // per_thread) // _THREADS)
         if len(_plans) >= _MAX_PLANS:
             _plans.clear()
-        plan = _plans[key] = (fn.kernel, (grid_for(blocks, _THREADS),), (_THREADS,),
-                              np.int64(n))
+        plan = _plans[key] = KernelCall(fn.kernel, (grid_for(blocks, _THREADS),), (_THREADS,),
+                                        0, pointers, (np.int64(n), *extra))
     return plan
 
 
@@ -69,21 +71,18 @@ def _aligned(*arrays: Any) -> bool:
     return not mask & 15
 
 
-def _prepared(kernel: str, dtype: np.dtype, shape: tuple[int, ...]) -> Any:
-    """The fast lane's launcher of one elementwise kernel: both alignment variants' plans
+def _prepared(kernel: str, dtype: np.dtype, shape: tuple[int, ...], pointers: int) -> Any:
+    """The fast lane's launcher of one elementwise kernel: both alignment variants' launches
     resolved once; a call tests the pointers and launches."""
     n = int(np.prod(shape))
-    vec_fn, vec_grid, block, n64 = _plan(kernel, dtype, n, True)
-    one_fn, one_grid, _, _ = _plan(kernel, dtype, n, False)
+    vec = _plan(kernel, dtype, n, True, pointers)
+    one = _plan(kernel, dtype, n, False, pointers)
 
     def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
         mask = out.data.ptr
         for a in ins:
             mask |= a.data.ptr
-        if mask & 15:
-            one_fn(one_grid, block, (*ins, out, n64), stream=stream)
-        else:
-            vec_fn(vec_grid, block, (*ins, out, n64), stream=stream)
+        (one if mask & 15 else vec)(stream, *ins, out)
 
     launch.flat_ok = True  # type: ignore[attr-defined] - flat memory in, flat memory out
     return launch
@@ -91,31 +90,27 @@ def _prepared(kernel: str, dtype: np.dtype, shape: tuple[int, ...]) -> Any:
 
 def _prepare_binary(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype, precision: str,
                     *, kind: str) -> Any:
-    return _prepared(_BINARY[kind], dtype, shape)
+    return _prepared(_BINARY[kind], dtype, shape, 3)
 
 
 @register("cuda", "binary", "vec", dtypes=_DTYPES, prepare=_prepare_binary)
 def binary(a: Any, b: Any, *, out: Any, stream: Any, precision: str, kind: str) -> None:
     """out = a (+ - * /) b."""
-    n = out.size
-    fn, grid, block, n64 = _plan(_BINARY[kind], out.dtype, n, _aligned(a, b, out))
-    fn(grid, block, (a, b, out, n64), stream=stream)
+    _plan(_BINARY[kind], out.dtype, out.size, _aligned(a, b, out), 3)(stream, a, b, out)
 
 
 def _unary(x: Any, out: Any, stream: Any, act: int) -> None:
-    n = out.size
-    fn, grid, block, n64 = _plan(_UNARY[act], out.dtype, n, _aligned(x, out))
-    fn(grid, block, (x, out, n64), stream=stream)
+    _plan(_UNARY[act], out.dtype, out.size, _aligned(x, out), 2)(stream, x, out)
 
 
 def _prepare_relu(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype,
                   precision: str) -> Any:
-    return _prepared(_UNARY[1], dtype, shape)
+    return _prepared(_UNARY[1], dtype, shape, 2)
 
 
 def _prepare_gelu(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype, precision: str,
                   *, approximate: str = "none") -> Any:
-    return _prepared(_UNARY[_GELU[approximate]], dtype, shape)
+    return _prepared(_UNARY[_GELU[approximate]], dtype, shape, 2)
 
 
 @register("cuda", "relu", "vec", dtypes=_DTYPES, prepare=_prepare_relu)
@@ -140,7 +135,6 @@ def bias_activation(out: Any, bias: Any | None, activation: str | None, stream: 
     per = 16 // out.dtype.itemsize
     vec = cols % per == 0 and _aligned(out, *(() if bias is None else (bias,)))
     has_bias = "true" if bias is not None else "false"
-    fn, grid, block, n64 = _plan(f"lc_bias_act<{{}}, {act}, {has_bias}, {{}}>", out.dtype, n,
-                                 vec)
-    bias_arg = bias if bias is not None else np.uint64(0)
-    fn(grid, block, (out, bias_arg, n64, np.int64(cols)), stream=stream)
+    # Without a bias the kernel never reads that pointer: out stands in for it.
+    _plan(f"lc_bias_act<{{}}, {act}, {has_bias}, {{}}>", out.dtype, n, vec, 2,
+          (np.int64(cols),))(stream, out, out if bias is None else bias)

@@ -41,6 +41,10 @@ class GraphExecutor:
         self._steps: dict[Any, Callable[[], None]] = {}
         self._graphs: dict[tuple[Any, int], Any] = {}
         self.capture_error: str | None = None
+        # Two events ordering the session stream with the caller's (inputs in, outputs out).
+        self._events = (cupy.cuda.Event(disable_timing=True), cupy.cuda.Event(disable_timing=True))
+        self._current = cupy.cuda.get_current_stream
+        self._record, self._wait = cupy.cuda.runtime.eventRecord, cupy.cuda.runtime.streamWaitEvent
 
     @property
     def variant_count(self) -> int:
@@ -154,6 +158,24 @@ class GraphExecutor:
 
     def sync(self) -> None:
         self.stream.synchronize()
+
+    def follow_caller(self) -> None:
+        """Order the session stream after what the caller queued so far on its current stream
+        (device inputs read in place may still be being written there)."""
+        caller, mine = self._current().ptr, self.stream.ptr
+        if caller != mine:
+            event = self._events[0].ptr
+            self._record(event, caller)
+            self._wait(mine, event)
+
+    def hand_to_caller(self) -> None:
+        """Order the caller's current stream after the session's queued work (outputs handed
+        back without a host sync)."""
+        caller, mine = self._current().ptr, self.stream.ptr
+        if caller != mine:
+            event = self._events[1].ptr
+            self._record(event, mine)
+            self._wait(caller, event)
 
     def run_eager(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the session stream with the session's memory pool."""

@@ -15,17 +15,17 @@ import numpy as np
 from ...runtime.backend import register
 from .compile import get_function, grid_for
 from .elementwise import CTYPES
+from .launch import NULL, KernelCall
 
 __all__: list[str] = []
 
 _DTYPES = ("float32", "float64", "float16")
 _WARP_MAX_COLS = 1024
 _WARP_ROWS = 4  # rows per block in the warp-per-row variants (blockDim (32, 4))
-_NULL = np.uint64(0)  # a null pointer argument (optional weight / bias)
 _EMBED_UNITS = ((16, "uint4"), (8, "uint2"), (4, "unsigned int"), (2, "unsigned short"))
 _MAX_PLANS = 4096
 
-_plans: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+_plans: dict[tuple[Any, ...], Any] = {}
 
 
 def _rows_expressions(ctype: str) -> tuple[str, ...]:
@@ -41,9 +41,11 @@ def _block_threads(cols: int) -> int:
     return 512 if cols <= 8192 else 1024
 
 
-def _rows_plan(family: str, dtype: np.dtype, rows: int, cols: int) -> tuple[Any, tuple[int, ...],
-                                                                             tuple[int, ...]]:
-    key = (family, dtype.char, rows, cols)
+def _rows_plan(family: str, dtype: np.dtype, rows: int, cols: int, pointers: int,
+               extra: tuple[Any, ...] = ()) -> KernelCall:
+    """Launch of a row kernel: ``pointers`` array arguments, rows (int64), cols (int32),
+    ``extra``."""
+    key = (family, dtype.char, rows, cols, extra)
     plan = _plans.get(key)
     if plan is None:
         ctype = CTYPES[dtype.char]
@@ -57,7 +59,8 @@ def _rows_plan(family: str, dtype: np.dtype, rows: int, cols: int) -> tuple[Any,
         fn = get_function("reduce_rows.cu", name, name_expressions=_rows_expressions(ctype))
         if len(_plans) >= _MAX_PLANS:
             _plans.clear()
-        plan = _plans[key] = (fn.kernel, (grid, 1, 1), block)
+        plan = _plans[key] = KernelCall(fn.kernel, (grid, 1, 1), block, 0, pointers,
+                                        (np.int64(rows), np.int32(cols), *extra))
     return plan
 
 
@@ -65,8 +68,7 @@ def _rows_plan(family: str, dtype: np.dtype, rows: int, cols: int) -> tuple[Any,
 def softmax(x: Any, *, out: Any, stream: Any, precision: str) -> None:
     """Softmax over the last axis of ``x [rows, cols]``."""
     rows, cols = x.shape
-    fn, grid, block = _rows_plan("lc_softmax_rows", out.dtype, rows, cols)
-    fn(grid, block, (x, out, np.int64(rows), np.int32(cols)), stream=stream)
+    _rows_plan("lc_softmax_rows", out.dtype, rows, cols, 2)(stream, x, out)
 
 
 @register("cuda", "layer_norm", "rows", dtypes=_DTYPES)
@@ -74,15 +76,13 @@ def layer_norm(x: Any, *affine: Any, out: Any, stream: Any, precision: str, eps:
                has_weight: bool, has_bias: bool) -> None:
     """``(x - mean) / sqrt(var + eps) * weight + bias`` over the last axis of ``x [rows, cols]``."""
     rows, cols = x.shape
-    weight = affine[0] if has_weight else _NULL
-    bias = affine[1 if has_weight else 0] if has_bias else _NULL
-    fn, grid, block = _rows_plan("lc_layer_norm_rows", out.dtype, rows, cols)
-    fn(grid, block, (x, weight, bias, out, np.int64(rows), np.int32(cols), np.float64(eps)),
-       stream=stream)
+    weight = affine[0] if has_weight else NULL
+    bias = affine[1 if has_weight else 0] if has_bias else NULL
+    _rows_plan("lc_layer_norm_rows", out.dtype, rows, cols, 4,
+               (np.float64(eps),))(stream, x, weight, bias, out)
 
 
-def _embed_plan(row_bytes: int, aligned_to: int, n_ids: int) -> tuple[Any, tuple[int, ...],
-                                                                       tuple[int, ...], int]:
+def _embed_plan(row_bytes: int, aligned_to: int, n_ids: int) -> KernelCall:
     key = ("embedding", row_bytes, aligned_to, n_ids)
     plan = _plans.get(key)
     if plan is None:
@@ -96,8 +96,8 @@ def _embed_plan(row_bytes: int, aligned_to: int, n_ids: int) -> tuple[Any, tuple
                                                  for _, c in _EMBED_UNITS))
         if len(_plans) >= _MAX_PLANS:
             _plans.clear()
-        plan = _plans[key] = (fn.kernel, (grid_for(-(-n_ids // ty), tx * ty), 1, 1),
-                              (tx, ty, 1), units)
+        plan = _plans[key] = KernelCall(fn.kernel, (grid_for(-(-n_ids // ty), tx * ty), 1, 1),
+                                        (tx, ty, 1), 0, 3, (np.int64(n_ids), np.int64(units)))
     return plan
 
 
@@ -109,5 +109,4 @@ def embedding(ids: Any, table: Any, *, out: Any, stream: Any, precision: str) ->
     ptrs = table.data.ptr | out.data.ptr
     aligned_to = min(16, ptrs & -ptrs) if ptrs else 16
     n_ids = ids.size
-    fn, grid, block, units = _embed_plan(row_bytes, aligned_to, n_ids)
-    fn(grid, block, (ids, table, out, np.int64(n_ids), np.int64(units)), stream=stream)
+    _embed_plan(row_bytes, aligned_to, n_ids)(stream, ids, table, out)

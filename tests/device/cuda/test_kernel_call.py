@@ -1,0 +1,162 @@
+"""``KernelCall``: the prepared parameter block, the CuPy fallback, and direct launches.
+
+The first tests need no GPU: they read the parameter block and drive the fallback with a fake
+kernel. The GPU tests compare the direct ``cuLaunchKernel`` path with CuPy's own launch of the
+same kernel on fresh inputs, under graph capture, and from several threads at once.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from conftest import cuda_only
+
+from lightning_core.backends.cuda import launch as launch_mod
+from lightning_core.backends.cuda.launch import NULL, KernelCall
+
+
+class _FakeArray:
+    def __init__(self, ptr: int) -> None:
+        self.data = type("Mem", (), {"ptr": ptr})()
+
+
+class _FakeKernel:
+    """Records CuPy-style launches; has no ``ptr``, so KernelCall always falls back."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def __call__(self, grid, block, args, *, stream, shared_mem):
+        self.calls.append((grid, block, args, stream, shared_mem))
+
+
+def test_parameter_block_holds_each_scalar_in_its_slot():
+    scalars = (np.int32(-7), np.int64(1 << 40), np.float32(1.5), np.float64(-2.25),
+               np.uint64(0xDEADBEEF))
+    call = KernelCall(_FakeKernel(), (3,), (128, 2), 64, 2, scalars)
+    raw = call._store.view(np.uint8)
+    assert len(call._store) == 7
+    for i, value in enumerate(scalars, start=2):
+        got = raw[8 * i:8 * i + value.itemsize].view(value.dtype)[0]
+        assert got == value
+    base = call._store.ctypes.data
+    assert [int(p) for p in call._params] == [base + 8 * i for i in range(7)]
+    assert call.grid == (3, 1, 1) and call.block == (128, 2, 1)
+
+
+def test_unsupported_fixed_argument_is_refused():
+    with pytest.raises(TypeError, match="KernelCall"):
+        KernelCall(_FakeKernel(), (1,), (1,), 0, 1, (3,))
+
+
+def test_fallback_passes_arrays_then_scalars_and_nulls(monkeypatch):
+    monkeypatch.setattr(launch_mod, "_LAUNCH", None)
+    kernel = _FakeKernel()
+    call = KernelCall(kernel, (2, 2), (32,), 16, 3, (np.int32(5),))
+    a, b = _FakeArray(256), _FakeArray(512)
+    call("stream", a, NULL, b)
+    (grid, block, args, stream, smem), = kernel.calls
+    assert grid == (2, 2, 1) and block == (32, 1, 1) and smem == 16 and stream == "stream"
+    assert args[0] is a and args[2] is b and args[3] == np.int32(5)
+    assert args[1] == np.uint64(0) and isinstance(args[1], np.uint64)
+
+
+# -- on the GPU -----------------------------------------------------------------------------
+_SRC = r"""
+extern "C" __global__ void axpb(const float* x, float* out, long long n, float a, double b,
+                                int flip) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = (flip ? -1.0f : 1.0f) * (a * x[i] + (float)b);
+}
+"""
+
+
+@pytest.fixture
+def cp():
+    import cupy
+
+    return cupy
+
+
+def _axpb(cp, n):
+    kernel = cp.RawKernel(_SRC, "axpb")
+    scalars = (np.int64(n), np.float32(0.5), np.float64(-3.0), np.int32(1))
+    return KernelCall(kernel, (-(-n // 128),), (128,), 0, 2, scalars)
+
+
+def _expected(x):
+    return -(0.5 * x.astype(np.float64) - 3.0)
+
+
+@cuda_only
+@pytest.mark.cuda
+def test_direct_launch_matches_the_reference(cp, rng):
+    assert launch_mod.direct_available(), "CuPy on the GPU machine exposes launchKernel"
+    n = 1000 + int(rng.integers(1, 500))
+    call = _axpb(cp, n)
+    assert call._fn is not None
+    stream = cp.cuda.Stream(non_blocking=True)
+    for _ in range(3):  # fresh inputs and outputs at new addresses each time
+        x = rng.standard_normal(n).astype(np.float32)
+        dx, out = cp.asarray(x), cp.full(n, np.nan, np.float32)
+        call(stream, dx, out)
+        stream.synchronize()
+        np.testing.assert_allclose(out.get(), _expected(x), rtol=1e-6, atol=1e-6)
+
+
+@cuda_only
+@pytest.mark.cuda
+def test_direct_launch_is_captured_in_a_graph(cp, rng):
+    n = 777
+    call = _axpb(cp, n)
+    stream = cp.cuda.Stream(non_blocking=True)
+    dx, out = cp.zeros(n, np.float32), cp.full(n, np.nan, np.float32)
+    with stream:
+        stream.begin_capture()
+        call(stream, dx, out)
+        graph = stream.end_capture()
+    for _ in range(2):
+        x = rng.standard_normal(n).astype(np.float32)
+        dx.set(x, stream=stream)
+        out.fill(np.nan)
+        stream.synchronize()
+        graph.launch(stream)
+        stream.synchronize()
+        np.testing.assert_allclose(out.get(), _expected(x), rtol=1e-6, atol=1e-6)
+
+
+@cuda_only
+@pytest.mark.cuda
+def test_threads_sharing_one_call_each_get_their_own_result(cp, rng):
+    """Eight threads launch the same KernelCall on their own arrays at once: the parameter
+    block is never read half-written (the lock, or the fallback when it is taken)."""
+    n = 4096
+    call = _axpb(cp, n)
+    xs = [rng.standard_normal(n).astype(np.float32) for _ in range(8)]
+    outs: list = [None] * 8
+    errors: list = []
+    barrier = threading.Barrier(8)
+
+    def work(i):
+        try:
+            stream = cp.cuda.Stream(non_blocking=True)
+            dx = cp.asarray(xs[i])
+            barrier.wait()
+            for _ in range(200):
+                out = cp.full(n, np.nan, np.float32)
+                call(stream, dx, out)
+            stream.synchronize()
+            outs[i] = out.get()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for x, out in zip(xs, outs, strict=True):
+        np.testing.assert_allclose(out, _expected(x), rtol=1e-6, atol=1e-6)
