@@ -212,9 +212,10 @@ class Lane:
                  final: tuple[int, ...] | None, key: tuple[Any, ...], used_precision: str) -> None:
         self.backend, self.impl, self.why, self.route = backend, impl, why, route
         self.shapes = tuple(o.array.shape for o in call.inputs)
-        self.raw_shapes = tuple(sig[1] for sig in key[4])
-        self.raw_nbytes = tuple(int(np.prod(sig[1])) * sig[2].itemsize for sig in key[4])
-        self.raw_out_shape = key[5][1] if key[5] is not None else None
+        sigs, out_sig = _key_signatures(key, len(self.shapes))
+        self.raw_shapes = tuple(sig[1] for sig in sigs)
+        self.raw_nbytes = tuple(int(np.prod(sig[1])) * sig[2].itemsize for sig in sigs)
+        self.raw_out_shape = out_sig[1] if out_sig is not None else None
         self.out_shape, self.dtype, self.params = call.out_shape, call.dtype, call.params
         self.precision, self.final, self.op = call.precision, final, call.op
         self.used_precision = used_precision
@@ -230,7 +231,7 @@ class Lane:
 
 _lanes: dict[tuple[Any, ...], Lane] = {}
 _LANE_LIMIT = 4096
-_FAST_TYPES: list[type] = []  # native device array types with a cached ``_c_contiguous``
+_FAST_TYPES: set[type] = set()  # native device array types with a cached ``_c_contiguous``
 
 
 def _signature(x: Any) -> tuple[Any, ...] | None:
@@ -242,7 +243,7 @@ def _signature(x: Any) -> tuple[Any, ...] | None:
         return (t, x.shape, x.dtype, x._c_contiguous, x.data.device_id)
     if t in _NATIVE:
         if hasattr(x, "_c_contiguous"):
-            _FAST_TYPES.append(t)
+            _FAST_TYPES.add(t)
         return (t, x.shape, x.dtype, c_contiguous(x), x.data.device_id)
     return None
 
@@ -253,24 +254,46 @@ def lane_key(op: str, device: object, scalars: tuple[Any, ...], arrays: tuple[An
 
     ``scalars`` is a flat tuple of the call's non-array arguments; their types are part of the
     key (3.0 must not find the lane of 3). None when an input or ``out`` is not a plain NumPy
-    or backend-native array (lists, torch tensors, lc.Tensor take the full road).
+    or backend-native array (lists, torch tensors, lc.Tensor take the full road). The key is
+    one flat tuple (five fields per array, then the out marker): built and hashed faster than
+    nested ones, and unambiguous since an op's array count is fixed.
     """
     if type(device) is not str:
         return None
     if generation() != _seen_generation[0]:
         _check_generation()
-    sigs = []
+    key = [op, device, scalars, *map(type, scalars)]
     for x in arrays:
+        if type(x) in _FAST_TYPES:
+            key += (type(x), x.shape, x.dtype, x._c_contiguous, x.data.device_id)
+            continue
         sig = _signature(x)
         if sig is None:
             return None
-        sigs.append(sig)
-    out_sig = None
-    if out is not None:
-        out_sig = _signature(out)
-        if out_sig is None:
-            return None
-    return (op, device, scalars, tuple(map(type, scalars)), tuple(sigs), out_sig)
+        key += sig
+    if out is None:
+        key.append(None)
+    else:
+        if type(out) in _FAST_TYPES:
+            key += (True, type(out), out.shape, out.dtype, out._c_contiguous,
+                    out.data.device_id)
+        else:
+            sig = _signature(out)
+            if sig is None:
+                return None
+            key.append(True)
+            key += sig
+    return tuple(key)
+
+
+def _key_signatures(key: tuple[Any, ...], n_arrays: int) -> tuple[list[tuple[Any, ...]],
+                                                                  tuple[Any, ...] | None]:
+    """The caller's array signatures ``(type, shape, dtype, contiguous, device)`` in a lane
+    key, and ``out``'s (None without one)."""
+    at = 3 + len(key[2])
+    sigs = [key[at + 5 * i:at + 5 * i + 5] for i in range(n_arrays)]
+    rest = key[at + 5 * n_arrays:]
+    return sigs, (rest[1:6] if rest[0] is True else None)
 
 
 MISS = object()  # ``try_lane``'s answer when the call must take the full road

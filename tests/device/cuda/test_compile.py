@@ -121,6 +121,7 @@ def test_get_function_defines_change_the_cached_binary(compile_mod, tmp_path):
         assert any(o.startswith("-I") for o in opts)  # common.cuh resolved from kernels/
 
 
+@pytest.mark.api_errors
 def test_missing_file_and_kernel_raise_compile_error(compile_mod):
     with pytest.raises(CompileError, match=r"^\[compile\] cannot read"):
         compile_mod.get_function("no_such_file.cu", "lc_nothing")

@@ -229,6 +229,7 @@ def test_cuda_array_interface_and_dlpack_objects(backend, cp):
 
 
 @gpu
+@pytest.mark.api_errors
 def test_out_of_memory_is_clear_and_recoverable(cp, rng):
     x = cp.ones(4, cp.float32)
     huge = (1 << 45,)  # 128 TiB of float32

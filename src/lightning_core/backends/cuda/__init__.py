@@ -244,7 +244,7 @@ class CudaBackend(Backend):
             if out is not None:
                 lo = out.data.ptr
                 hi = lo + out_bytes
-                for a, nbytes in zip(arrays, in_bytes, strict=True):
+                for a, nbytes in zip(arrays, in_bytes):  # noqa: B905 - equal by construction
                     p = a.data.ptr
                     if p < hi and lo < p + nbytes:
                         return None

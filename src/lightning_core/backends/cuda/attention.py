@@ -331,7 +331,7 @@ def _prepare(requested: str) -> Any:
             if found is None:
                 _composite(q, k, v, out, stream, causal, scale, post)
             else:
-                found(stream, q, k, v, out)
+                found.launch(stream, q, k, v, out)
 
         return launch
 

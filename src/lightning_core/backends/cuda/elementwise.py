@@ -72,17 +72,26 @@ def _aligned(*arrays: Any) -> bool:
 
 
 def _prepared(kernel: str, dtype: np.dtype, shape: tuple[int, ...], pointers: int) -> Any:
-    """The fast lane's launcher of one elementwise kernel: both alignment variants' launches
-    resolved once; a call tests the pointers and launches."""
+    """The fast lane's launcher of one elementwise kernel (``pointers`` 2: unary, 3: binary):
+    both alignment variants' launches resolved once; a call tests the pointers and launches."""
     n = int(np.prod(shape))
-    vec = _plan(kernel, dtype, n, True, pointers)
-    one = _plan(kernel, dtype, n, False, pointers)
+    vec = _plan(kernel, dtype, n, True, pointers).launch
+    one = _plan(kernel, dtype, n, False, pointers).launch
 
-    def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
-        mask = out.data.ptr
-        for a in ins:
-            mask |= a.data.ptr
-        (one if mask & 15 else vec)(stream, *ins, out)
+    if pointers == 3:
+        def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
+            a, b = ins
+            if (a.data.ptr | b.data.ptr | out.data.ptr) & 15:
+                one(stream, a, b, out)
+            else:
+                vec(stream, a, b, out)
+    else:
+        def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
+            x = ins[0]
+            if (x.data.ptr | out.data.ptr) & 15:
+                one(stream, x, out)
+            else:
+                vec(stream, x, out)
 
     launch.flat_ok = True  # type: ignore[attr-defined] - flat memory in, flat memory out
     return launch

@@ -59,16 +59,18 @@ def _function_ptr(kernel: Any) -> int | None:
 
 
 class KernelCall:
-    """One kernel, one geometry, fixed scalars: ``call(stream, *arrays)`` launches it with the
-    arrays' device pointers in the first ``len(arrays)`` argument slots.
+    """One kernel, one geometry, fixed scalars: ``call.launch(stream, *arrays)`` (or
+    ``call(stream, *arrays)``) launches it with the arrays' device pointers in the first
+    ``n_ptrs`` argument slots.
 
     ``scalars`` follow the pointer arguments in kernel order; each is a NumPy scalar
     (int32, int64, uint64, float32 or float64) or a CuPy array (passed by pointer, fixed for
-    the launcher's life, e.g. scratch buffers).
+    the launcher's life, e.g. scratch buffers). ``launch`` is a closure specialised for the
+    pointer count: hot paths call it directly (about 0.7 µs less than a method's generic path).
     """
 
-    __slots__ = ("kernel", "grid", "block", "smem", "n_ptrs", "scalars", "_fn", "_store",
-                 "_slots", "_params", "_params_addr", "_args", "_lock", "__weakref__")
+    __slots__ = ("kernel", "grid", "block", "smem", "n_ptrs", "scalars", "launch", "_fn",
+                 "_store", "_slots", "_params", "__weakref__")
 
     def __init__(self, kernel: Any, grid: tuple[int, ...], block: tuple[int, ...], smem: int,
                  n_ptrs: int, scalars: tuple[Any, ...] = ()) -> None:
@@ -90,25 +92,75 @@ class KernelCall:
         self._slots = (ctypes.c_uint64 * len(store)).from_buffer(store)
         base = store.ctypes.data
         self._params = np.array([base + 8 * i for i in range(len(store))], np.uint64)
-        self._params_addr = int(self._params.ctypes.data)
-        self._lock = threading.Lock()
-        self._fn = fn = _function_ptr(kernel) if _LAUNCH is not None else None
-        # Everything of the driver call but the stream, in order.
-        self._args = (fn, *self.grid, *self.block, self.smem)
+        self._fn = _function_ptr(kernel) if _LAUNCH is not None else None
+        self.launch = self._direct() if self._fn is not None else self._cupy_launch
 
     def __call__(self, stream: Any, *arrays: Any) -> None:
-        lock = self._lock
-        if self._fn is not None and lock.acquire(False):
-            try:
-                slots = self._slots
-                i = 0
-                for a in arrays:
-                    slots[i] = a.data.ptr
-                    i += 1
-                _LAUNCH(*self._args, stream.ptr, self._params_addr, 0)
-            finally:
-                lock.release()
-            return
+        self.launch(stream, *arrays)
+
+    def _cupy_launch(self, stream: Any, *arrays: Any) -> None:
+        """CuPy's own launch: without the driver binding, or while another thread holds the
+        parameter block."""
         args = tuple(np.uint64(0) if a is NULL else a for a in arrays)
         self.kernel(self.grid, self.block, (*args, *self.scalars), stream=stream,
                     shared_mem=self.smem)
+
+    def _direct(self) -> Any:
+        """The specialised launch closure (2, 3 or 4 pointers; any count generically)."""
+        launch, slots, fallback = _LAUNCH, self._slots, self._cupy_launch
+        fn, smem, params = self._fn, self.smem, int(self._params.ctypes.data)
+        (gx, gy, gz), (bx, by, bz) = self.grid, self.block
+        lock = threading.Lock()
+        take, give = lock.acquire, lock.release
+
+        if self.n_ptrs == 2:
+            def call2(stream: Any, a: Any, b: Any) -> None:
+                if not take(False):
+                    fallback(stream, a, b)
+                    return
+                try:
+                    slots[0] = a.data.ptr
+                    slots[1] = b.data.ptr
+                    launch(fn, gx, gy, gz, bx, by, bz, smem, stream.ptr, params, 0)
+                finally:
+                    give()
+            return call2
+        if self.n_ptrs == 3:
+            def call3(stream: Any, a: Any, b: Any, c: Any) -> None:
+                if not take(False):
+                    fallback(stream, a, b, c)
+                    return
+                try:
+                    slots[0] = a.data.ptr
+                    slots[1] = b.data.ptr
+                    slots[2] = c.data.ptr
+                    launch(fn, gx, gy, gz, bx, by, bz, smem, stream.ptr, params, 0)
+                finally:
+                    give()
+            return call3
+        if self.n_ptrs == 4:
+            def call4(stream: Any, a: Any, b: Any, c: Any, d: Any) -> None:
+                if not take(False):
+                    fallback(stream, a, b, c, d)
+                    return
+                try:
+                    slots[0] = a.data.ptr
+                    slots[1] = b.data.ptr
+                    slots[2] = c.data.ptr
+                    slots[3] = d.data.ptr
+                    launch(fn, gx, gy, gz, bx, by, bz, smem, stream.ptr, params, 0)
+                finally:
+                    give()
+            return call4
+
+        def call_any(stream: Any, *arrays: Any) -> None:
+            if not take(False):
+                fallback(stream, *arrays)
+                return
+            try:
+                for i, x in enumerate(arrays):
+                    slots[i] = x.data.ptr
+                launch(fn, gx, gy, gz, bx, by, bz, smem, stream.ptr, params, 0)
+            finally:
+                give()
+        return call_any

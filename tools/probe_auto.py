@@ -1,0 +1,73 @@
+"""Why did ``device="auto"`` pick a side? Replays the targets' auto one-shot cases in order and
+prints, per case, the trace of the first calls (selected device, reason), the crossover's
+estimate and the median times of auto / cpu / cuda.
+
+Run on the GPU machine: PYTHONPATH=src python3 tools/probe_auto.py [out.txt]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import lightning_core as lc
+from lightning_core.runtime.backend import get_backend
+from lightning_core.tuning import CROSSOVER, keys
+from lightning_core.tuning.shapes import make_call
+
+
+def median_us(fn, n: int = 60) -> float:
+    for _ in range(10):
+        fn()
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        fn()
+        samples.append((time.perf_counter_ns() - t0) / 1e3)
+    return statistics.median(samples)
+
+
+def main(path: str | None) -> None:
+    rng = np.random.default_rng(0)
+    lines: list[str] = []
+
+    def f32(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    cases = [
+        ("vector_add n=65536", lambda a, b, d: lc.vector_add(a, b, d), (f32(65536), f32(65536)),
+         "binary", (65536,)),
+        ("vector_add n=1048576", lambda a, b, d: lc.vector_add(a, b, d),
+         (f32(1 << 20), f32(1 << 20)), "binary", (1 << 20,)),
+        ("conv 1x3x32x32->16", lambda x, w, b, d: lc.lightning_conv_relu_nchw(x, w, b, 1, 1, 1, 1,
+                                                                             d),
+         (f32(1, 3, 32, 32), f32(16, 3, 3, 3), f32(16)), "conv2d", (1, 3, 32, 32, 16)),
+    ]
+    cuda = get_backend("cuda")
+    for name, fn, hosts, key, dims in cases:
+        lc.runtime_trace_clear()
+        lc.runtime_trace_enable(True)
+        for _ in range(3):
+            fn(*hosts, "auto")
+        lc.runtime_trace_enable(False)
+        for ev in lc.runtime_trace_events()[:6]:
+            lines.append(f"{name}: {ev['type']} selected={ev.get('selected_device')} "
+                         f"impl={ev.get('impl')} why={ev.get('impl_reason')} "
+                         f"fallback={ev.get('fallback_reason')} notes={ev.get('notes')}")
+        est = CROSSOVER.estimate(cuda, keys.SPECS[key], make_call(key, dims))
+        lines.append(f"{name}: estimate cpu {est.cpu_us:.1f} us gpu {est.gpu_us:.1f} us "
+                     f"({est.source})")
+        times = {d: median_us(lambda d=d: fn(*hosts, d)) for d in ("auto", "cpu", "cuda")}
+        lines.append(f"{name}: " + ", ".join(f"{d} {t:.1f} us" for d, t in times.items()))
+    text = "\n".join(lines)
+    print(text)
+    if path:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else None)
