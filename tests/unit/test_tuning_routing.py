@@ -217,6 +217,41 @@ def test_crossover_model_with_injected_numbers():
     assert measured.source == "measured" and measured.cpu_us == 100.0 and measured.use_cpu
 
 
+def test_crossover_model_charges_each_input_beyond_two():
+    """launch_sync_us is a 2-input one-shot; per_input_us adds (or removes) the cost of each
+    input more (or fewer); calibrations without it charge every call the 2-input cost."""
+    cal = {**CAL, "per_input_us": 15.0}
+    attn = shapes.make_call("attention", (8, 16))
+    plain = estimate(keys.SPECS["attention"], attn, CAL, pinned_in=(False,) * 3,
+                     pinned_out=True)
+    charged = estimate(keys.SPECS["attention"], attn, cal, pinned_in=(False,) * 3,
+                       pinned_out=True)
+    assert charged.gpu_us == pytest.approx(plain.gpu_us + 15.0)
+    add = shapes.make_call("binary", (1024,))
+    assert estimate(keys.SPECS["binary"], add, cal, pinned_in=(False,) * 2,
+                    pinned_out=True).gpu_us == pytest.approx(
+        estimate(keys.SPECS["binary"], add, CAL, pinned_in=(False,) * 2,
+                 pinned_out=True).gpu_us)
+
+
+def test_cpu_implementations_are_known_before_any_cpu_call():
+    """The registry builds a backend before answering about it: in a fresh process the CPU
+    crossover once heard "no CPU kernels" until something had run on the CPU."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    code = ("from lightning_core.runtime.backend import implementations, _INSTANCES\n"
+            "import lightning_core\n"
+            "assert 'cpu' not in _INSTANCES, 'imported lightning_core built the cpu backend'\n"
+            "assert implementations('cpu', 'binary'), 'no cpu binary kernels'\n"
+            "assert implementations('cpu', 'conv2d'), 'no cpu conv2d kernels'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+
+
 class FakeCuda(Backend):
     name = "cuda"
 

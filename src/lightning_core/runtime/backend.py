@@ -173,5 +173,12 @@ def register(backend: str, op: str, variant: str = "default", *,
 
 
 def implementations(backend: str, op: str) -> list[Impl]:
-    """Every registered implementation of ``op`` on ``backend`` (default first)."""
+    """Every registered implementation of ``op`` on ``backend`` (default first).
+
+    A backend registers its implementations when it is built, so a registered backend not
+    built yet is built here first: the answer never depends on which backend ran first (the
+    CPU crossover asked about CPU kernels before any CPU call once, and wrongly heard "none").
+    """
+    if backend not in _INSTANCES and backend in _BACKENDS:
+        get_backend(backend)
     return _IMPLS.get((backend, op), [])
