@@ -44,16 +44,21 @@ def _host_times(fn: Callable[[], Any], sync: Callable[[], None], *, warmup: int 
     return samples
 
 
-def _pipelined(fn: Callable[[], Any], sync: Callable[[], None], n: int = 2000) -> float:
-    """Mean µs per call of ``n`` back-to-back calls followed by one sync."""
+def _pipelined(fn: Callable[[], Any], sync: Callable[[], None], n: int = 1000,
+               rounds: int = 7) -> float:
+    """µs per call of ``n`` back-to-back calls followed by one sync: the median of ``rounds``
+    rounds (one round's mean swings by microseconds with whatever else the host does)."""
     for _ in range(50):
         fn()
     sync()
-    t0 = time.perf_counter_ns()
-    for _ in range(n):
-        fn()
-    sync()
-    return (time.perf_counter_ns() - t0) / 1e3 / n
+    per = []
+    for _ in range(rounds):
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            fn()
+        sync()
+        per.append((time.perf_counter_ns() - t0) / 1e3 / n)
+    return statistics.median(per)
 
 
 def _event_us(cp: Any, fn: Callable[[], Any], reps: int = 50) -> float:
