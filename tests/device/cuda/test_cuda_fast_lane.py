@@ -148,3 +148,27 @@ def test_new_output_each_call(cp, rng):
     second = lc.vector_add(a, b)
     assert first.data.ptr != second.data.ptr
     assert_close(first, second.get())
+
+
+@cuda_only
+def test_recycled_results_are_never_ones_still_held(cp, rng):
+    """Results the caller dropped are reused (same stream), held ones never are, and every
+    result is correct whichever buffer it landed in."""
+    a, b = (cp.asarray(rand(rng, 300)) for _ in range(2))
+    ref = a.get().astype(np.float64) + b.get()
+    dispatch.clear_decisions()
+    lc.vector_add(a, b)  # the full road, which builds the lane (and its recycler)
+    kept = [lc.vector_add(a, b) for _ in range(5)]
+    ptrs = {r.data.ptr for r in kept}
+    assert len(ptrs) == 5
+    dropped = kept.pop(0).data.ptr  # the recycler keeps the first results it made
+    again = lc.vector_add(a, b)
+    assert again.data.ptr not in {r.data.ptr for r in kept}
+    assert again.data.ptr == dropped  # the dropped one came back
+    view = again[10:]
+    del again
+    fresh = lc.vector_add(a, b)
+    assert fresh.data.ptr != view.data.ptr - 10 * 4  # a live view pins its base
+    for r in (*kept, fresh):
+        assert_close(r, ref)
+    assert_close(view, ref[10:])

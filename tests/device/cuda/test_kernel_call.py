@@ -160,3 +160,71 @@ def test_threads_sharing_one_call_each_get_their_own_result(cp, rng):
     assert not errors
     for x, out in zip(xs, outs, strict=True):
         np.testing.assert_allclose(out, _expected(x), rtol=1e-6, atol=1e-6)
+
+
+# -- the fast lane's result recycler (no GPU needed: NumPy arrays stand in) -------------------
+def _recycler(shape=(8,), slots=2):
+    from lightning_core.backends.cuda.memory import Recycler
+
+    made = []
+
+    def new(shape, dtype):
+        made.append(np.empty(shape, dtype))
+        return made[-1]
+
+    return Recycler(new, shape, np.dtype(np.float32), slots), made
+
+
+def test_recycler_reuses_only_dropped_results_on_their_stream():
+    rec, made = _recycler()
+    first = rec.take(1)
+    first_id = id(first)
+    second = rec.take(1)  # first is still held: a new one
+    assert second is not first and len(made) == 2
+    made.clear()  # the test's own list must not count as a caller's reference
+    del first
+    again = rec.take(1)
+    assert id(again) == first_id  # dropped by the caller: handed out again
+    assert rec.take(2) is not again and rec.take(2) is not second  # other stream: new arrays
+
+
+def test_recycler_keeps_results_with_live_views():
+    rec, made = _recycler()
+    first = rec.take(0)
+    view = first[2:]
+    made.clear()
+    del first
+    assert rec.take(0).base is None and rec.take(0) is not view.base  # the view pins its base
+    del view
+
+
+def test_recycler_limits_slots_and_sizes():
+    from lightning_core.backends.cuda import memory
+
+    rec, made = _recycler(slots=1)
+    a = rec.take(0)
+    b = rec.take(0)  # slot taken by a, which is held: b is not kept
+    made.clear()
+    del b
+    assert rec.take(0) is not a  # b was never kept, a is still held
+    big, big_made = _recycler(shape=(memory._RECYCLE_MAX_BYTES // 4 + 1,))
+    big_made.clear()
+    del big_made[:]
+    x = big.take(0)
+    del x
+    big.take(0)
+    assert big._slots == 0 and not big._arrays  # too big to keep: each take makes a new one
+
+
+def test_recycler_budget_is_returned_when_it_dies():
+    from lightning_core.backends.cuda import memory
+
+    before = memory._recycled_bytes[0]
+    rec, made = _recycler(shape=(1024,))
+    held = [rec.take(0), rec.take(0)]
+    assert memory._recycled_bytes[0] == before + 2 * 4096
+    del rec, held, made
+    import gc
+
+    gc.collect()
+    assert memory._recycled_bytes[0] == before

@@ -20,7 +20,7 @@ from ...errors import BackendError, DeviceOutOfMemoryError, LCError
 from ...runtime.arrays import register_adopter
 from ...runtime.backend import Backend, Capabilities, Impl
 from ...runtime.policy import ONE_SHOT
-from .memory import HostIo, pinned_empty
+from .memory import HostIo, Recycler, pinned_empty
 
 __all__ = ["CudaBackend", "cupy_or_none"]
 
@@ -238,7 +238,9 @@ class CudaBackend(Backend):
         size = int(np.prod(shape))
         out_bytes = size * dtype.itemsize
         in_bytes = lane.raw_nbytes
-        empty, current, oom = self._empty, self._current_stream, self._oom
+        current, oom = self._current_stream, self._oom
+        # New results come from a recycler: small ones the caller has dropped are reused.
+        take = Recycler(self._empty, made_shape, dtype).take
 
         def run(arrays: tuple[Any, ...], out: Any) -> Any:
             if out is not None:
@@ -253,9 +255,10 @@ class CudaBackend(Backend):
                                for a, s in zip(arrays, reshapes, strict=True))
             try:
                 if out is None:
-                    result = empty(made_shape, dtype)
+                    stream = current()
+                    result = take(stream.ptr)
                     if size:
-                        launch(arrays, result, current())
+                        launch(arrays, result, stream)
                     return result if final is None else result.reshape(final)
                 if size:
                     launch(arrays, out.reshape(shape) if out_reshape else out, current())
