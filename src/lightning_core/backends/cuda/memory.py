@@ -32,10 +32,11 @@ _RESIDENT_BYTES = 2 << 30  # device memory the residency cache may hold before e
 _H2D = 1  # cudaMemcpyHostToDevice
 _D2H = 2  # cudaMemcpyDeviceToHost
 # Results the fast lane may recycle: each at most this big, all lanes together at most the
-# budget (a new ``cupy.ndarray`` costs ~2 us, a recycled one ~0.1 us; big results' kernels
-# dwarf that, so only small ones are kept).
-_RECYCLE_MAX_BYTES = 1 << 20
-_RECYCLE_BUDGET = 64 << 20
+# budget (a new ``cupy.ndarray`` costs ~2 us, a recycled one ~0.2 us; that matters up to
+# results of a few MB, e.g. a 1024^2 fp32 GEMM, whose calls take ~70 us). Memory held here
+# was dropped by the caller; CuPy's own pool would keep it cached just the same.
+_RECYCLE_MAX_BYTES = 8 << 20
+_RECYCLE_BUDGET = 128 << 20
 _recycled_bytes = [0]
 
 
