@@ -81,6 +81,10 @@ class Impl:
     # ``(inputs, out, stream) -> None`` with everything but the arrays resolved once (the fast
     # lane's per-signature launch), or None to use ``fn`` itself.
     prepare: Callable[..., Any] | None = None
+    # True when ``prepare``'s launchers read and write flat memory (elementwise kernels): the
+    # fast lane then passes the caller's arrays as they are and makes results in their final
+    # shape, with no reshapes.
+    flat: bool = False
 
     @property
     def name(self) -> str:
@@ -153,17 +157,18 @@ def get_backend(name: str) -> Backend:
 def register(backend: str, op: str, variant: str = "default", *,
              dtypes: Iterable[str] = ("float32", "float64"),
              precisions: Iterable[str] = ("fp32",),
-             prepare: Callable[..., Any] | None = None,
+             prepare: Callable[..., Any] | None = None, flat: bool = False,
              ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn`` as the ``variant`` implementation of ``op`` on ``backend``.
 
     The first variant registered for an op is its default. ``prepare`` (optional) builds the
-    fast lane's launcher for one signature (see ``Impl.prepare``).
+    fast lane's launcher for one signature (see ``Impl.prepare``); ``flat`` says those
+    launchers work on flat memory (see ``Impl.flat``).
     """
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         impl = Impl(backend, op, variant, fn, frozenset(dtypes), frozenset(precisions),
-                    prepare)
+                    prepare, flat)
         bucket = _IMPLS.setdefault((backend, op), [])
         bucket[:] = [i for i in bucket if i.variant != variant]
         bucket.append(impl)

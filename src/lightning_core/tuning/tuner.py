@@ -33,6 +33,11 @@ from typing import Any
 import numpy as np
 
 from .. import config
+
+# The thresholds the CUDA kernels' own ``auto`` choices use (plain constants: importing these
+# modules does not import CuPy).
+from ..backends.cuda.attention import ROWS_AUTO_MAX_SEQ
+from ..backends.cuda.conv import DIRECT_MAX_MACS, DIRECT_MAX_TAPS
 from ..runtime.backend import Backend, Impl, implementations
 from ..runtime.dispatch import Call, clear_decisions
 from .cache import TuneCache
@@ -60,13 +65,14 @@ class Promoted:
 # not pay; split-KV tiles keep every SM busy on long sequences; a direct conv launch wins on
 # short reductions per output, im2col + cuBLAS on long reductions of large problems.
 PROMOTED: tuple[Promoted, ...] = (
-    Promoted("attention", "rows", lambda d: d["s"] <= 128 and d["d"] <= 64),
+    Promoted("attention", "rows", lambda d: d["s"] <= ROWS_AUTO_MAX_SEQ and d["d"] <= 64),
     Promoted("attention", "fused_small",
              lambda d: d["s"] <= 128 and d["s"] ** 2 * d["d"] <= 1 << 17),
     Promoted("attention", "flash_splitkv", lambda d: d["s"] >= 256),
-    Promoted("conv2d", "direct", lambda d: d["c"] * d["kh"] * d["kw"] <= 576),
-    Promoted("conv2d", "im2col_gemm", lambda d: d["c"] * d["kh"] * d["kw"] > 576
-             and d["n"] * d["oc"] * d["oh"] * d["ow"] * d["c"] * d["kh"] * d["kw"] > 1 << 27),
+    Promoted("conv2d", "direct", lambda d: d["c"] * d["kh"] * d["kw"] <= DIRECT_MAX_TAPS),
+    Promoted("conv2d", "im2col_gemm", lambda d: d["c"] * d["kh"] * d["kw"] > DIRECT_MAX_TAPS
+             and d["n"] * d["oc"] * d["oh"] * d["ow"] * d["c"] * d["kh"] * d["kw"]
+             > DIRECT_MAX_MACS),
 )
 
 

@@ -221,15 +221,15 @@ class CudaBackend(Backend):
             launch = impl.prepare(lane.shapes, shape, dtype, lane.precision, **lane.params)
         else:
             launch = None
+        # Flat launchers (elementwise kernels) read and write flat memory: the caller's arrays
+        # go in as they are and a new result is made in its final shape.
+        flat = impl.flat and launch is not None
         if launch is None:
             fn, precision, params = impl.fn, lane.precision, lane.params
 
             def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
                 fn(*ins, out=out, stream=stream, precision=precision, **params)
 
-        # A launcher marked ``flat_ok`` (elementwise kernels) reads and writes flat memory:
-        # the caller's arrays go in as they are and a new result is made in its final shape.
-        flat = getattr(launch, "flat_ok", False)
         reshapes = None if flat else lane.reshapes()
         out_reshape = (not flat and lane.raw_out_shape is not None
                        and lane.raw_out_shape != shape)

@@ -22,7 +22,8 @@ from ...runtime.backend import register
 from .compile import get_function
 from .launch import KernelCall
 
-__all__ = ["attention_auto", "attention_fused_small", "attention_flash_splitkv", "choose_variant"]
+__all__ = ["attention_auto", "attention_fused_small", "attention_flash_splitkv", "choose_variant",
+           "ROWS_AUTO_MAX_SEQ"]
 
 _FILE = "attention.cu"
 _DTYPES = ("float32", "float64", "float16")
@@ -53,7 +54,7 @@ _ROWS_MAX_D = 128
 _ROWS_MAX_SMEM = 100 * 1024
 # ``auto`` takes it up to here: on an H200 (fp32) it ran seq 8 / 48 / 96 in 2.9 / 5.4 / 7.4 us
 # against 6.9 / 11.1 / 9.1 us for the flash kernels, but 12.0 against 9.8 us at seq 192, d 48.
-_ROWS_AUTO_MAX_SEQ = 128
+ROWS_AUTO_MAX_SEQ = 128
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def choose_variant(seq: int, d: int, dtype_name: str) -> str:
     """The variant ``auto`` runs for this shape: "rows", "fused_small", "flash_splitkv" or
     "composite"."""
     _, lim = _device()
-    if seq <= _ROWS_AUTO_MAX_SEQ and _rows_config(seq, d, dtype_name, lim) is not None:
+    if seq <= ROWS_AUTO_MAX_SEQ and _rows_config(seq, d, dtype_name, lim) is not None:
         return "rows"
     if seq * seq * d <= _FUSED_MAX_MACS and _flash_config(seq, d, dtype_name, lim, True):
         return "fused_small"

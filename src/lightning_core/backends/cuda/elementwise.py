@@ -93,7 +93,6 @@ def _prepared(kernel: str, dtype: np.dtype, shape: tuple[int, ...], pointers: in
             else:
                 vec(stream, x, out)
 
-    launch.flat_ok = True  # type: ignore[attr-defined] - flat memory in, flat memory out
     return launch
 
 
@@ -102,7 +101,7 @@ def _prepare_binary(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype, pre
     return _prepared(_BINARY[kind], dtype, shape, 3)
 
 
-@register("cuda", "binary", "vec", dtypes=_DTYPES, prepare=_prepare_binary)
+@register("cuda", "binary", "vec", dtypes=_DTYPES, prepare=_prepare_binary, flat=True)
 def binary(a: Any, b: Any, *, out: Any, stream: Any, precision: str, kind: str) -> None:
     """out = a (+ - * /) b."""
     _plan(_BINARY[kind], out.dtype, out.size, _aligned(a, b, out), 3)(stream, a, b, out)
@@ -122,13 +121,13 @@ def _prepare_gelu(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype, preci
     return _prepared(_UNARY[_GELU[approximate]], dtype, shape, 2)
 
 
-@register("cuda", "relu", "vec", dtypes=_DTYPES, prepare=_prepare_relu)
+@register("cuda", "relu", "vec", dtypes=_DTYPES, prepare=_prepare_relu, flat=True)
 def relu(x: Any, *, out: Any, stream: Any, precision: str) -> None:
     """out = max(x, 0), NaN kept."""
     _unary(x, out, stream, 1)
 
 
-@register("cuda", "gelu", "vec", dtypes=_DTYPES, prepare=_prepare_gelu)
+@register("cuda", "gelu", "vec", dtypes=_DTYPES, prepare=_prepare_gelu, flat=True)
 def gelu(x: Any, *, out: Any, stream: Any, precision: str, approximate: str = "none") -> None:
     """out = gelu(x), tanh or erf form."""
     _unary(x, out, stream, _GELU[approximate])

@@ -34,21 +34,26 @@ class _Null:
 NULL = _Null()
 
 
+_UNSET = object()
+_LAUNCH: Any = _UNSET  # CuPy's cuLaunchKernel binding, looked up on first use (or None)
+
+
 def _driver_launch() -> Any:
-    try:
-        from cupy.cuda import driver  # noqa: PLC0415
+    """The binding, imported on first use: importing this module never imports CuPy."""
+    global _LAUNCH
+    if _LAUNCH is _UNSET:
+        try:
+            from cupy.cuda import driver  # noqa: PLC0415
 
-        return getattr(driver, "launchKernel", None)
-    except Exception:  # noqa: BLE001 - no CuPy: nothing launches anyway
-        return None
-
-
-_LAUNCH = _driver_launch()
+            _LAUNCH = getattr(driver, "launchKernel", None)
+        except Exception:  # noqa: BLE001 - no CuPy: nothing launches anyway
+            _LAUNCH = None
+    return _LAUNCH
 
 
 def direct_available() -> bool:
     """True when calls go straight to ``cuLaunchKernel`` (CuPy exposes the driver binding)."""
-    return _LAUNCH is not None
+    return _driver_launch() is not None
 
 
 def _function_ptr(kernel: Any) -> int | None:
@@ -92,7 +97,7 @@ class KernelCall:
         self._slots = (ctypes.c_uint64 * len(store)).from_buffer(store)
         base = store.ctypes.data
         self._params = np.array([base + 8 * i for i in range(len(store))], np.uint64)
-        self._fn = _function_ptr(kernel) if _LAUNCH is not None else None
+        self._fn = _function_ptr(kernel) if _driver_launch() is not None else None
         self.launch = self._direct() if self._fn is not None else self._cupy_launch
 
     def __call__(self, stream: Any, *arrays: Any) -> None:
@@ -107,7 +112,7 @@ class KernelCall:
 
     def _direct(self) -> Any:
         """The specialised launch closure (2, 3 or 4 pointers; any count generically)."""
-        launch, slots, fallback = _LAUNCH, self._slots, self._cupy_launch
+        launch, slots, fallback = _driver_launch(), self._slots, self._cupy_launch
         fn, smem, params = self._fn, self.smem, int(self._params.ctypes.data)
         (gx, gy, gz), (bx, by, bz) = self.grid, self.block
         lock = threading.Lock()
