@@ -9,6 +9,7 @@ from conftest import assert_close, poisoned, rand
 import lightning_core as lc
 from lightning_core import config
 from lightning_core.ops.matmul import matmul_reference
+from lightning_core.runtime import dispatch
 
 
 def test_second_identical_call_takes_the_lane_and_is_correct(lane_trace, rng):
@@ -95,3 +96,18 @@ def test_bad_input_on_a_known_signature_still_raises():
         lc.attention2d(a, a, a, 2, "cpu")
     with pytest.raises(lc.DeviceError):
         lc.attention2d(a, a, a, False, "tpu")
+
+
+def test_auto_keys_tell_pinned_host_arrays_apart(monkeypatch):
+    """device="auto" routes host data by its transfer speed, so a pinned array must not find
+    the lane (or cached decision) a pageable one of the same shape made, nor the reverse."""
+    from lightning_core.runtime import arrays
+
+    a, b = np.ones(4, np.float32), np.ones(4, np.float32)
+    monkeypatch.setattr(arrays, "_PINNED_CHECK", [lambda x: x is a])
+    ab = dispatch.lane_key("vector_add", "auto", ("add",), (a, b))
+    ba = dispatch.lane_key("vector_add", "auto", ("add",), (b, a))
+    assert ab != ba and ab[-1] == (True, False) and ba[-1] == (False, True)
+    assert dispatch.lane_key("vector_add", "cpu", ("add",), (a, b))[-1] is None
+    monkeypatch.setattr(arrays, "_PINNED_CHECK", [])
+    assert dispatch.lane_key("vector_add", "auto", ("add",), (a, b))[-1] is None

@@ -52,6 +52,24 @@ def register_adopter(fn: Callable[[Any], Any], native: type | None = None) -> No
         _NATIVE.add(native)
 
 
+_PINNED_CHECK: list[Callable[[np.ndarray], bool]] = []
+
+
+def register_pinned_check(fn: Callable[[np.ndarray], bool]) -> None:
+    """Let a device backend say whether a NumPy array's memory is page-locked."""
+    _PINNED_CHECK[:] = [fn]
+
+
+def pinned_flags(arrays: Any) -> tuple[bool, ...] | None:
+    """Per array, whether it is a page-locked NumPy array; None while no device backend can
+    tell. Routing of host data (``device="auto"``) depends on it: pinned memory moves about
+    four times faster than pageable memory."""
+    if not _PINNED_CHECK:
+        return None
+    check = _PINNED_CHECK[0]
+    return tuple(type(a) is np.ndarray and check(a) for a in arrays)
+
+
 def is_device_array(x: Any) -> bool:
     """True for arrays that live in device memory (not NumPy)."""
     t = type(x)

@@ -21,7 +21,7 @@ from ..config import generation
 from ..errors import DTypeError, NotSupportedError
 from ..trace.events import TraceEvent
 from ..trace.recorder import TRACE
-from .arrays import _NATIVE, Operand, c_contiguous
+from .arrays import _NATIVE, Operand, c_contiguous, pinned_flags
 from .backend import Backend, Impl, get_backend, implementations
 from .device import Route, resolve
 from .policy import ONE_SHOT, IoPlan
@@ -146,7 +146,9 @@ def execute(call: Call, device: object, *, lane: tuple[Any, ...] | None = None,
     inputs = call.inputs
     key = (call.op, call.kernel, device, call.dtype, call.precision, call.variant,
            call.out_shape, tuple([o.array.shape for o in inputs]),
-           tuple([o.on_device for o in inputs]), call.io)
+           tuple([o.on_device for o in inputs]), call.io,
+           # "auto" routes host data by its transfer speed: pinned or not is part of the key.
+           pinned_flags([o.array for o in inputs]) if device == "auto" else None)
     hit = _decisions.get(key)
     if hit is None:
         route = _route(call, device)
@@ -263,6 +265,7 @@ def lane_key(op: str, device: object, scalars: tuple[Any, ...], arrays: tuple[An
     if generation() != _seen_generation[0]:
         _check_generation()
     key = [op, device, scalars, *map(type, scalars)]
+    host = False
     for x in arrays:
         if type(x) in _FAST_TYPES:
             key += (type(x), x.shape, x.dtype, x._c_contiguous, x.data.device_id)
@@ -270,7 +273,11 @@ def lane_key(op: str, device: object, scalars: tuple[Any, ...], arrays: tuple[An
         sig = _signature(x)
         if sig is None:
             return None
+        host = True
         key += sig
+    # "auto" routes host data by its transfer speed: pinned or not is part of the key (after
+    # the signatures, which ``_key_signatures`` reads from the front).
+    flags = pinned_flags(arrays) if host and device == "auto" else None
     if out is None:
         key.append(None)
     else:
@@ -283,6 +290,7 @@ def lane_key(op: str, device: object, scalars: tuple[Any, ...], arrays: tuple[An
                 return None
             key.append(True)
             key += sig
+    key.append(flags)
     return tuple(key)
 
 

@@ -158,17 +158,20 @@ def test_recycled_results_are_never_ones_still_held(cp, rng):
     ref = a.get().astype(np.float64) + b.get()
     dispatch.clear_decisions()
     lc.vector_add(a, b)  # the full road, which builds the lane (and its recycler)
+    rec = dispatch._lanes[dispatch.lane_key("vector_add", "auto", ("add",), (a, b))].run.recycler
     kept = [lc.vector_add(a, b) for _ in range(5)]
-    ptrs = {r.data.ptr for r in kept}
-    assert len(ptrs) == 5
-    dropped = kept.pop(0).data.ptr  # the recycler keeps the first results it made
+    assert len({r.data.ptr for r in kept}) == 5
+    assert [id(x) for x in rec._arrays] == [id(kept[0]), id(kept[1])]  # the first two made
+    first = kept.pop(0)
+    first_id, first_ptr = id(first), first.data.ptr
+    del first
     again = lc.vector_add(a, b)
     assert again.data.ptr not in {r.data.ptr for r in kept}
-    assert again.data.ptr == dropped  # the dropped one came back
+    assert id(again) == first_id and again.data.ptr == first_ptr  # dropped: handed out again
     view = again[10:]
     del again
-    fresh = lc.vector_add(a, b)
-    assert fresh.data.ptr != view.data.ptr - 10 * 4  # a live view pins its base
+    fresh = lc.vector_add(a, b)  # the view pins its base, kept[0] is held: a new array
+    assert fresh.data.ptr not in {first_ptr, *(r.data.ptr for r in kept)}
     for r in (*kept, fresh):
         assert_close(r, ref)
     assert_close(view, ref[10:])

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from ...errors import BackendError, DeviceOutOfMemoryError, LCError
-from ...runtime.arrays import register_adopter
+from ...runtime.arrays import register_adopter, register_pinned_check
 from ...runtime.backend import Backend, Capabilities, Impl
 from ...runtime.policy import ONE_SHOT
-from .memory import HostIo, Recycler, pinned_empty
+from .memory import HostIo, Recycler, is_pinned, pinned_empty
 
 __all__ = ["CudaBackend", "cupy_or_none"]
 
@@ -79,6 +79,7 @@ class CudaBackend(Backend):
         self._oom = cp.cuda.memory.OutOfMemoryError
         self.io = HostIo(cp, self._stream)
         register_adopter(self._adopt, native=cp.ndarray)
+        register_pinned_check(is_pinned)
         _load_kernel_modules()
 
     # -- what the backend is -----------------------------------------------------------------
@@ -240,7 +241,8 @@ class CudaBackend(Backend):
         in_bytes = lane.raw_nbytes
         current, oom = self._current_stream, self._oom
         # New results come from a recycler: small ones the caller has dropped are reused.
-        take = Recycler(self._empty, made_shape, dtype).take
+        recycler = Recycler(self._empty, made_shape, dtype)
+        take = recycler.take
 
         def run(arrays: tuple[Any, ...], out: Any) -> Any:
             if out is not None:
@@ -267,6 +269,7 @@ class CudaBackend(Backend):
                                              f"{impl.name}: {exc}") from None
             return out
 
+        run.recycler = recycler  # type: ignore[attr-defined] - for tests and probes
         return run
 
     def _run_resident(self, impl: Impl, call: Any) -> tuple[Any, dict[str, Any]]:
