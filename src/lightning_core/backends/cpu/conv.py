@@ -8,7 +8,6 @@ times it is exactly the NCHW output plane ``[OC, OH*OW]``, so the GEMM writes st
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from ...runtime.backend import register
 
@@ -39,9 +38,10 @@ def conv2d_im2col(x: np.ndarray, w: np.ndarray, *bias: np.ndarray, out: np.ndarr
     sn, sc, sh, sw = xp.strides
     # [N, C, KH, KW, OH, OW]: tap (i, j) of output (y, x) is xp[.., y*stride_h + i,
     # x*stride_w + j]; the shape fits inside xp since (OH-1)*stride_h + KH <= H + 2*pad_h.
-    # (as_strided directly: sliding_window_view's checks cost ~15 us a call on small images.)
-    cols_view = as_strided(xp, (n, c, kh, kw, oh, ow),
-                           (sn, sc, sh, sw, sh * stride_h, sw * stride_w), writeable=False)
+    # (A strided ndarray over xp's buffer: sliding_window_view costs ~15 us a call on small
+    # images, as_strided ~3 us, this ~0.7 us.)
+    cols_view = np.ndarray((n, c, kh, kw, oh, ow), xp.dtype, buffer=xp,
+                           strides=(sn, sc, sh, sw, sh * stride_h, sw * stride_w))
     weights = w.reshape(oc, depth)
     planes = out.reshape(n, oc, oh * ow)
     chunk = max(1, _COLS_LIMIT // max(1, depth * oh * ow))
@@ -53,4 +53,4 @@ def conv2d_im2col(x: np.ndarray, w: np.ndarray, *bias: np.ndarray, out: np.ndarr
     if bias:
         out += bias[0][:, None, None]
     if relu:
-        np.maximum(out, out.dtype.type(0), out=out)
+        np.maximum(out, out.dtype.type(0), out=out)  # NaN stays NaN, as in the CUDA kernels
