@@ -103,8 +103,19 @@ def test_auto_keys_tell_pinned_host_arrays_apart(monkeypatch):
     the lane (or cached decision) a pageable one of the same shape made, nor the reverse."""
     from lightning_core.runtime import arrays
 
-    a, b = np.ones(4, np.float32), np.ones(4, np.float32)
-    monkeypatch.setattr(arrays, "_PINNED_CHECK", [lambda x: x is a])
+    n = arrays.PINNED_MIN_BYTES // 4
+    a, b = np.ones(n, np.float32), np.ones(n, np.float32)
+    asked = []
+
+    def check(x):
+        asked.append(x.nbytes)
+        return x is a
+
+    monkeypatch.setattr(arrays, "_PINNED_CHECK", [check])
+    small = np.ones(4, np.float32)  # below the threshold: never asked, always pageable
+    assert dispatch.lane_key("vector_add", "auto", ("add",), (small, small))[-1] == (False,
+                                                                                      False)
+    assert asked == []
     ab = dispatch.lane_key("vector_add", "auto", ("add",), (a, b))
     ba = dispatch.lane_key("vector_add", "auto", ("add",), (b, a))
     assert ab != ba and ab[-1] == (True, False) and ba[-1] == (False, True)

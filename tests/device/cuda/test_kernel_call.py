@@ -216,6 +216,27 @@ def test_recycler_limits_slots_and_sizes():
     assert big._slots == 0 and not big._arrays  # too big to keep: each take makes a new one
 
 
+@cuda_only
+@pytest.mark.cuda
+def test_recycler_on_cupy_arrays(cp):
+    """The refcount rule on real CuPy arrays (the GPU machine's Python): a dropped result comes
+    back, a held one or one with a live view does not."""
+    from lightning_core.backends.cuda.memory import Recycler
+
+    rec = Recycler(cp.ndarray, (64,), np.dtype(np.float32))
+    one = rec.take(0)
+    two = rec.take(0)
+    assert one is not two
+    one_id = id(one)
+    del one
+    back = rec.take(0)
+    assert id(back) == one_id
+    view = back[1:]
+    del back
+    assert id(rec.take(0)) != one_id  # the view holds its base
+    del view, two
+
+
 def test_recycler_budget_is_returned_when_it_dies():
     from lightning_core.backends.cuda import memory
 
