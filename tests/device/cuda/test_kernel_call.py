@@ -108,6 +108,29 @@ def test_direct_launch_matches_the_reference(cp, rng):
 
 @cuda_only
 @pytest.mark.cuda
+def test_raw_pointer_launch_and_private_block_fallback(cp, rng):
+    """``launch_raw`` from integers, and the private parameter block used while another
+    caller holds the shared one (forced here by holding the lock)."""
+    n = 517
+    call = _axpb(cp, n)
+    assert call.launch_raw is not None
+    stream = cp.cuda.Stream(non_blocking=True)
+    for hold in (False, True):
+        x = rng.standard_normal(n).astype(np.float32)
+        dx, out = cp.asarray(x), cp.full(n, np.nan, np.float32)
+        if hold:
+            call._lock.acquire()
+        try:
+            call.launch_raw(stream.ptr, dx.data.ptr, out.data.ptr)
+        finally:
+            if hold:
+                call._lock.release()
+        stream.synchronize()
+        np.testing.assert_allclose(out.get(), _expected(x), rtol=1e-6, atol=1e-6)
+
+
+@cuda_only
+@pytest.mark.cuda
 def test_direct_launch_is_captured_in_a_graph(cp, rng):
     n = 777
     call = _axpb(cp, n)

@@ -74,8 +74,8 @@ class KernelCall:
     pointer count: hot paths call it directly (about 0.7 µs less than a method's generic path).
     """
 
-    __slots__ = ("kernel", "grid", "block", "smem", "n_ptrs", "scalars", "launch", "_fn",
-                 "_store", "_slots", "_params", "__weakref__")
+    __slots__ = ("kernel", "grid", "block", "smem", "n_ptrs", "scalars", "launch",
+                 "launch_raw", "_fn", "_store", "_slots", "_params", "_lock", "__weakref__")
 
     def __init__(self, kernel: Any, grid: tuple[int, ...], block: tuple[int, ...], smem: int,
                  n_ptrs: int, scalars: tuple[Any, ...] = ()) -> None:
@@ -98,7 +98,67 @@ class KernelCall:
         base = store.ctypes.data
         self._params = np.array([base + 8 * i for i in range(len(store))], np.uint64)
         self._fn = _function_ptr(kernel) if _driver_launch() is not None else None
+        # One lock for the shared parameter block, whichever closure writes it.
+        self._lock = threading.Lock()
         self.launch = self._direct() if self._fn is not None else self._cupy_launch
+        # ``launch_raw(stream_ptr, *pointers)``: the same launch from plain integers (callers
+        # that have read the pointers already); None without the driver binding.
+        self.launch_raw = self._direct_raw() if self._fn is not None else None
+
+    def _private_launch(self, stream_ptr: int, ptrs: tuple[int, ...]) -> None:
+        """A launch on a parameter block of its own (another thread holds the shared one)."""
+        store = self._store.copy()
+        store[:len(ptrs)] = ptrs
+        base = store.ctypes.data
+        params = np.array([base + 8 * i for i in range(len(store))], np.uint64)
+        (gx, gy, gz), (bx, by, bz) = self.grid, self.block
+        _driver_launch()(self._fn, gx, gy, gz, bx, by, bz, self.smem, stream_ptr,
+                         params.ctypes.data, 0)
+
+    def _direct_raw(self) -> Any:
+        """The launch closure from raw pointers (2 or 3 of them; any count generically)."""
+        launch, slots, private = _driver_launch(), self._slots, self._private_launch
+        fn, smem, params = self._fn, self.smem, int(self._params.ctypes.data)
+        (gx, gy, gz), (bx, by, bz) = self.grid, self.block
+        take, give = self._lock.acquire, self._lock.release
+
+        if self.n_ptrs == 2:
+            def raw2(stream_ptr: int, a: int, b: int) -> None:
+                if not take(False):
+                    private(stream_ptr, (a, b))
+                    return
+                try:
+                    slots[0] = a
+                    slots[1] = b
+                    launch(fn, gx, gy, gz, bx, by, bz, smem, stream_ptr, params, 0)
+                finally:
+                    give()
+            return raw2
+        if self.n_ptrs == 3:
+            def raw3(stream_ptr: int, a: int, b: int, c: int) -> None:
+                if not take(False):
+                    private(stream_ptr, (a, b, c))
+                    return
+                try:
+                    slots[0] = a
+                    slots[1] = b
+                    slots[2] = c
+                    launch(fn, gx, gy, gz, bx, by, bz, smem, stream_ptr, params, 0)
+                finally:
+                    give()
+            return raw3
+
+        def raw_any(stream_ptr: int, *ptrs: int) -> None:
+            if not take(False):
+                private(stream_ptr, ptrs)
+                return
+            try:
+                for i, p in enumerate(ptrs):
+                    slots[i] = p
+                launch(fn, gx, gy, gz, bx, by, bz, smem, stream_ptr, params, 0)
+            finally:
+                give()
+        return raw_any
 
     def __call__(self, stream: Any, *arrays: Any) -> None:
         self.launch(stream, *arrays)
@@ -115,8 +175,7 @@ class KernelCall:
         launch, slots, fallback = _driver_launch(), self._slots, self._cupy_launch
         fn, smem, params = self._fn, self.smem, int(self._params.ctypes.data)
         (gx, gy, gz), (bx, by, bz) = self.grid, self.block
-        lock = threading.Lock()
-        take, give = lock.acquire, lock.release
+        take, give = self._lock.acquire, self._lock.release
 
         if self.n_ptrs == 2:
             def call2(stream: Any, a: Any, b: Any) -> None:
