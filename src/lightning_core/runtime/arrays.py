@@ -60,9 +60,10 @@ def register_pinned_check(fn: Callable[[np.ndarray], bool]) -> None:
     _PINNED_CHECK[:] = [fn]
 
 
-# Below this size pinned or not changes a transfer by under ~15 us, which never flips a
-# routing decision, and asking the driver costs ~3 us an array: small arrays count as pageable.
-PINNED_MIN_BYTES = 256 << 10
+# Below this size pinned or not changes a transfer by under ~35 us, which does not flip the
+# seed cases' routing, and asking the driver costs ~3-5 us an array (10 us on a 20 us CPU
+# call of two 256 KiB inputs): smaller arrays count as pageable.
+PINNED_MIN_BYTES = 512 << 10
 
 
 def pinned_flags(arrays: Any) -> tuple[bool, ...] | None:
