@@ -399,3 +399,23 @@ def test_cpu_calibration_probes():
     for family in crossover_mod.FAMILIES:
         rates = crossover_mod.measure_cpu(family)
         assert rates["cpu_rate"] > 0 and rates["cpu_overhead_us"] >= 0, family
+
+
+def test_cpu_rate_survives_one_stalled_measurement(monkeypatch):
+    """Each probe is timed twice and the better median kept: one stall (run 11's calibration
+    saw a 192^3 CPU GEMM 60x too slow) must not set the CPU rate."""
+    from lightning_core.tuning import measure
+
+    seen = []
+
+    def fake_time_us(self, impl, inputs, out, call, *, warmup, runs, budget_s):
+        work = keys.SPECS["matmul"].work(keys.SPECS["matmul"].dims(call))
+        seen.append(work)
+        steady = 2.0 + work / 1e5  # 2 us fixed, 1e5 flops per us
+        return steady * (60.0 if len(seen) == 3 else 1.0)  # the mid probe's first try stalls
+
+    monkeypatch.setattr(measure.HostRunner, "time_us", fake_time_us)
+    rates = crossover_mod.measure_cpu("matmul")
+    assert len(seen) == 4
+    assert rates["cpu_rate"] == pytest.approx(1e5, rel=1e-6)
+    assert rates["cpu_overhead_us"] == pytest.approx(2.0, abs=1e-6)
