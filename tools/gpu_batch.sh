@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# One batch on the GPU machine: GPU test suite, CUDA acceptance targets, quick bench,
-# sanitizer on the CUDA kernel tests. Results land in $OUT (logs, JSON, CSV).
+# One batch on the GPU machine: GPU test suite, CUDA acceptance targets, sanitizer on the CUDA
+# kernel tests (SANITIZE=1), a host profile (PROFILE=0 skips it), `lc bench all` (BENCH_ALL=1,
+# packed as $OUT/bench_all.tar: the device tool returns a limited number of files).
+# Results land in $OUT (logs, JSON, CSV).
 set -u
 export PYTHONPATH=src:tests PYTHONUNBUFFERED=1 LC_CACHE_DIR=/tmp/lc_cache
 OUT=${OUT:-/tmp/lc_out}; mkdir -p "$OUT"
@@ -18,4 +20,12 @@ if [ "${SANITIZE:-0}" = 1 ]; then
       > "$OUT/memcheck.log" 2>&1; echo "memcheck rc=$?" >> "$OUT/memcheck.log"
   tail -3 "$OUT/memcheck.log"
 fi
-timeout 60 python3 tools/profile_overhead.py "$OUT/profile.txt" > /dev/null 2>&1 || echo "profile failed"
+if [ "${PROFILE:-1}" = 1 ]; then
+  timeout 60 python3 tools/profile_overhead.py "$OUT/profile.txt" > /dev/null 2>&1 || echo "profile failed"
+fi
+if [ "${BENCH_ALL:-0}" = 1 ]; then
+  timeout ${BENCH_S:-150} python3 -m lightning_core bench all --device cuda \
+      --out-dir "$OUT/bench_all" > "$OUT/bench_all.log" 2>&1; echo "bench all rc=$?"
+  mv "$OUT/bench_all.log" "$OUT/bench_all/" 2>/dev/null
+  tar -C "$OUT" -cf "$OUT/bench_all.tar" bench_all && rm -rf "$OUT/bench_all"
+fi
