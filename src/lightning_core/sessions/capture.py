@@ -25,6 +25,7 @@ from ..runtime.arrays import _NATIVE, as_operands, c_contiguous, is_device_array
 from ..runtime.device import resolve
 from ..trace.events import TraceEvent
 from ..trace.recorder import TRACE
+from .core import shape_of
 
 __all__ = ["capture", "CapturedFunction"]
 
@@ -154,8 +155,7 @@ class CapturedFunction:
                 if value.shape == shape and value.dtype == dtype and (
                         t is np.ndarray or c_contiguous(value)):
                     continue
-            got = getattr(value, "shape", None)
-            got = tuple(got) if got is not None else np.shape(value)
+            got = shape_of(value)
             got_dtype = getattr(value, "dtype", None)
             if got_dtype is None:
                 got_dtype = np.asarray(value).dtype

@@ -34,7 +34,9 @@ def session_executor(op: str, device: Any) -> tuple[Any, Any]:
     return route, route.backend.session_executor()
 
 
-def _shape_of(x: Any) -> tuple[int, ...]:
+def shape_of(x: Any) -> tuple[int, ...]:
+    """``x``'s shape as a tuple of ints; ``x.shape`` itself when it is one (NumPy, CuPy):
+    ``np.shape`` on a CuPy array goes through ``__array_function__`` (~1 us a call)."""
     shape = getattr(x, "shape", None)
     if type(shape) is tuple:  # NumPy and CuPy: already a tuple of ints
         return shape
@@ -104,7 +106,7 @@ class ResidentOp:
 
     def check(self, name: str, value: Any, shape: tuple[int, ...], *, flat_ok: bool = True) -> None:
         """Raise ``SessionMismatchError`` unless ``value`` fits ``shape`` and the dtype."""
-        got = _shape_of(value)
+        got = shape_of(value)
         if got != shape and not (flat_ok and len(got) == 1 and got[0] == _size(shape)):
             raise SessionMismatchError(f"[{self.op}] {name} has shape {got}, the session was "
                                        f"built for {shape}")

@@ -19,6 +19,7 @@ from ..errors import InvalidArgumentError, ShapeError
 from ..ops._checks import dim
 from ..runtime.arrays import array_module, is_device_array
 from .capture import CapturedFunction
+from .core import shape_of
 
 __all__ = [
     "lightning_conv_attention_torchstrong_nchw",
@@ -68,22 +69,15 @@ def conv_attention_reference(x: Any, w: Any, bias: Any, seq_len: int, head_dim: 
     return np.asarray(attention_reference(q, k, v, False)).reshape(-1)
 
 
-def _shape(x: Any) -> tuple[int, ...]:
-    """``x.shape`` when it has one: ``np.shape`` on a CuPy array goes through
-    ``__array_function__`` and costs about a microsecond a call."""
-    shape = getattr(x, "shape", None)
-    return tuple(shape) if shape is not None else np.shape(x)
-
-
 def _check(x: Any, w: Any, seq_len: int, head_dim: int, mode: str) -> tuple[int, int]:
     seq = dim(_OP, "seq_len", seq_len, minimum=1)
     d = dim(_OP, "head_dim", head_dim, minimum=1)
     if mode not in ("eager", "graph"):
         raise InvalidArgumentError(f"[{_OP}] execution_mode must be 'eager' or 'graph', got "
                                    f"{mode!r}")
-    if len(_shape(x)) != 4 or len(_shape(w)) != 4:
-        raise ShapeError(f"[{_OP}] x and w must be 4-D (NCHW, OIHW); got {_shape(x)} and "
-                         f"{_shape(w)}")
+    if len(shape_of(x)) != 4 or len(shape_of(w)) != 4:
+        raise ShapeError(f"[{_OP}] x and w must be 4-D (NCHW, OIHW); got {shape_of(x)} and "
+                         f"{shape_of(w)}")
     return seq, d
 
 
@@ -92,11 +86,11 @@ def _graph(x: Any, w: Any, bias: Any, seq: int, d: int, geometry: tuple[int, int
     if bias is None:
         # One zero bias per (module, channels, dtype): a fresh one per call would have a new
         # address, and the "address" capture would then capture again every call.
-        zkey = (array_module(w).__name__, _shape(w)[0], np.dtype(w.dtype).name)
+        zkey = (array_module(w).__name__, shape_of(w)[0], np.dtype(w.dtype).name)
         bias = _ZERO_BIAS.get(zkey)
         if bias is None:
-            bias = _ZERO_BIAS[zkey] = array_module(w).zeros((_shape(w)[0],), dtype=w.dtype)
-    key = (_shape(x), _shape(w), geometry, seq, d, x.dtype, device, type(x))
+            bias = _ZERO_BIAS[zkey] = array_module(w).zeros((shape_of(w)[0],), dtype=w.dtype)
+    key = (shape_of(x), shape_of(w), geometry, seq, d, x.dtype, device, type(x))
     sess = _CACHE.get(key)
     if sess is None:
         sess = CapturedFunction(lambda a, b, c: _chain(a, b, c, seq, d, geometry, device),
@@ -135,10 +129,10 @@ def lightning_conv_attention_torchstrong_nchw_into(x: Any, w: Any, bias: Any, ou
                                                    execution_mode: str = "eager") -> Any:
     """As above, written into ``out`` (flat ``seq_len*head_dim`` or ``[seq_len, head_dim]``)."""
     seq, d = _check(x, w, seq_len, head_dim, execution_mode)
-    if int(np.prod(_shape(out))) != seq * d:
+    if int(np.prod(shape_of(out))) != seq * d:
         from ..errors import OutBufferError
 
-        raise OutBufferError(f"[{_OP}] out has shape {_shape(out)}, expected {seq * d} values")
+        raise OutBufferError(f"[{_OP}] out has shape {shape_of(out)}, expected {seq * d} values")
     result = lightning_conv_attention_torchstrong_nchw(x, w, bias, seq, d, stride_h, stride_w,
                                                        pad_h, pad_w, device, execution_mode)
     target = out.reshape(-1)
