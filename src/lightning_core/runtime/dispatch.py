@@ -257,17 +257,18 @@ def lane_key(op: str, device: object, scalars: tuple[Any, ...], arrays: tuple[An
     ``scalars`` is a flat tuple of the call's non-array arguments; their types are part of the
     key (3.0 must not find the lane of 3). None when an input or ``out`` is not a plain NumPy
     or backend-native array (lists, torch tensors, lc.Tensor take the full road). The key is
-    one flat tuple (five fields per array, then the out marker): built and hashed faster than
-    nested ones, and unambiguous since an op's array count is fixed.
+    one flat tuple: op, device, scalars and their types, whether there is an ``out``, five
+    fields per array (``out`` last), then the pinned flags of ``device="auto"`` host inputs.
+    Flat tuples are built and hashed faster than nested ones, and an op's array count is fixed.
     """
     if type(device) is not str:
         return None
     if generation() != _seen_generation[0]:
         _check_generation()
-    key = [op, device, scalars, *map(type, scalars)]
+    key = [op, device, scalars, *map(type, scalars), out is not None]
     host = False
-    for x in arrays:
-        if type(x) in _FAST_TYPES:
+    for x in arrays if out is None else (*arrays, out):
+        if type(x) in _FAST_TYPES:  # ``_signature``'s first case, inlined (the hot path)
             key += (type(x), x.shape, x.dtype, x._c_contiguous, x.data.device_id)
             continue
         sig = _signature(x)
@@ -275,22 +276,8 @@ def lane_key(op: str, device: object, scalars: tuple[Any, ...], arrays: tuple[An
             return None
         host = True
         key += sig
-    # "auto" routes host data by its transfer speed: pinned or not is part of the key (after
-    # the signatures, which ``_key_signatures`` reads from the front).
-    flags = pinned_flags(arrays) if host and device == "auto" else None
-    if out is None:
-        key.append(None)
-    else:
-        if type(out) in _FAST_TYPES:
-            key += (True, type(out), out.shape, out.dtype, out._c_contiguous,
-                    out.data.device_id)
-        else:
-            sig = _signature(out)
-            if sig is None:
-                return None
-            key.append(True)
-            key += sig
-    key.append(flags)
+    # "auto" routes host data by its transfer speed: pinned or not is part of the key.
+    key.append(pinned_flags(arrays) if host and device == "auto" else None)
     return tuple(key)
 
 
@@ -298,10 +285,10 @@ def _key_signatures(key: tuple[Any, ...], n_arrays: int) -> tuple[list[tuple[Any
                                                                   tuple[Any, ...] | None]:
     """The caller's array signatures ``(type, shape, dtype, contiguous, device)`` in a lane
     key, and ``out``'s (None without one)."""
-    at = 3 + len(key[2])
+    at = 4 + len(key[2])
     sigs = [key[at + 5 * i:at + 5 * i + 5] for i in range(n_arrays)]
-    rest = key[at + 5 * n_arrays:]
-    return sigs, (rest[1:6] if rest[0] is True else None)
+    out_at = at + 5 * n_arrays
+    return sigs, (key[out_at:out_at + 5] if key[at - 1] else None)
 
 
 MISS = object()  # ``try_lane``'s answer when the call must take the full road
