@@ -7,6 +7,7 @@ same kernel on fresh inputs, under graph capture, and from several threads at on
 
 from __future__ import annotations
 
+import ctypes
 import threading
 
 import numpy as np
@@ -61,6 +62,34 @@ def test_fallback_passes_arrays_then_scalars_and_nulls(monkeypatch):
     assert grid == (2, 2, 1) and block == (32, 1, 1) and smem == 16 and stream == "stream"
     assert args[0] is a and args[2] is b and args[3] == np.int32(5)
     assert args[1] == np.uint64(0) and isinstance(args[1], np.uint64)
+
+
+def test_direct_launch_fills_the_block_and_calls_the_driver(monkeypatch):
+    """The driver path with a stand-in for ``cuLaunchKernel`` that reads the parameter block
+    it is handed: pointers first, then the scalars; the shared block normally, a private one
+    while the lock is held; a wrong pointer count is refused."""
+    seen = []
+
+    def fake_driver(fn, gx, gy, gz, bx, by, bz, smem, stream_ptr, params, extra):
+        addresses = (ctypes.c_uint64 * 3).from_address(params)
+        values = [ctypes.c_uint64.from_address(a).value for a in addresses]
+        seen.append(((fn, gx, gy, gz, bx, by, bz, smem, stream_ptr, extra), params, values))
+
+    class Kernel:
+        ptr = 77
+
+    monkeypatch.setattr(launch_mod, "_LAUNCH", fake_driver)
+    call = KernelCall(Kernel, (3,), (64, 2), 8, 2, (np.int32(5),))
+    call.launch_raw(9, 1000, 2000)
+    call(type("Stream", (), {"ptr": 10})(), _FakeArray(3000), NULL)
+    with call._lock:  # another caller holds the shared block: a private one is used
+        call.launch_raw(11, 4000, 5000)
+    with pytest.raises(ValueError):
+        call.launch_raw(9, 1)
+    (g1, p1, v1), (g2, p2, v2), (g3, p3, v3) = seen
+    assert g1 == (77, 3, 1, 1, 64, 2, 1, 8, 9, 0) and v1 == [1000, 2000, 5]
+    assert g2[8] == 10 and v2 == [3000, 0, 5] and p2 == p1
+    assert g3[8] == 11 and v3 == [4000, 5000, 5] and p3 != p1
 
 
 # -- on the GPU -----------------------------------------------------------------------------

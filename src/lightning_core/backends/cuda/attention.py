@@ -321,7 +321,8 @@ def _prepare(requested: str) -> Any:
 
         def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
             q, k, v = ins
-            vec = int(d_vec and not (q.data.ptr | k.data.ptr | v.data.ptr | out.data.ptr) & 15)
+            pq, pk, pv, po = q.data.ptr, k.data.ptr, v.data.ptr, out.data.ptr
+            vec = int(d_vec and not (pq | pk | pv | po) & 15)
             key = (vec, stream.ptr)
             found = mine.get(key, False)
             if found is False:
@@ -332,7 +333,7 @@ def _prepare(requested: str) -> Any:
             if found is None:
                 _composite(q, k, v, out, stream, causal, scale, post)
             else:
-                found.launch(stream, q, k, v, out)
+                found.launch_raw(stream.ptr, pq, pk, pv, po)
 
         return launch
 

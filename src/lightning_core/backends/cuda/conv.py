@@ -238,7 +238,8 @@ def _prepare(requested: str) -> Any:
                 plan = mine[stream.ptr] = _plan(requested, x, w, out, stream, stride_h,
                                                 stride_w, pad_h, pad_w, has_bias, relu)
             if type(plan) is KernelCall:
-                plan.launch(stream, x, w, ins[2] if has_bias else w, out)
+                plan.launch_raw(stream.ptr, x.data.ptr, w.data.ptr,
+                                (ins[2] if has_bias else w).data.ptr, out.data.ptr)
             else:
                 _run(requested, x, w, ins[2:], out, stream, precision, stride_h, stride_w,
                      pad_h, pad_w, relu)

@@ -76,39 +76,20 @@ def _prepared(kernel: str, dtype: np.dtype, shape: tuple[int, ...], pointers: in
     both alignment variants' launches resolved once; a call reads each pointer once, tests
     the alignment and launches."""
     n = int(np.prod(shape))
-    vec_call = _plan(kernel, dtype, n, True, pointers)
-    one_call = _plan(kernel, dtype, n, False, pointers)
-    vec, one = vec_call.launch_raw, one_call.launch_raw
-    if vec is None or one is None:  # no driver binding: launches by array
-        vec, one = vec_call.launch, one_call.launch
-        if pointers == 3:
-            def by_array3(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
-                a, b = ins
-                if (a.data.ptr | b.data.ptr | out.data.ptr) & 15:
-                    one(stream, a, b, out)
-                else:
-                    vec(stream, a, b, out)
-            return by_array3
-
-        def by_array2(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
-            x = ins[0]
-            if (x.data.ptr | out.data.ptr) & 15:
-                one(stream, x, out)
-            else:
-                vec(stream, x, out)
-        return by_array2
+    vec = _plan(kernel, dtype, n, True, pointers).launch_raw
+    one = _plan(kernel, dtype, n, False, pointers).launch_raw
 
     if pointers == 3:
-        def raw3(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
+        def launch3(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
             a, b = ins
             pa, pb, pc = a.data.ptr, b.data.ptr, out.data.ptr
             (one if (pa | pb | pc) & 15 else vec)(stream.ptr, pa, pb, pc)
-        return raw3
+        return launch3
 
-    def raw2(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
+    def launch2(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
         px, pc = ins[0].data.ptr, out.data.ptr
         (one if (px | pc) & 15 else vec)(stream.ptr, px, pc)
-    return raw2
+    return launch2
 
 
 def _prepare_binary(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype, precision: str,

@@ -7,8 +7,8 @@ scalar sits in the low half of its slot) and a call only stores the array pointe
 the driver through CuPy's binding. Graph capture sees an ordinary launch on the stream.
 
 The block is shared by all calls of one launcher; a lock keeps two threads from writing it
-while the driver reads it (the binding releases the GIL). When the binding is missing, or the
-lock is taken, the call goes through ``RawKernel`` as before.
+while the driver reads it (the binding releases the GIL), and a caller that finds it taken
+launches from a private copy. Without the binding, calls go through ``RawKernel``.
 """
 
 from __future__ import annotations
@@ -64,14 +64,14 @@ def _function_ptr(kernel: Any) -> int | None:
 
 
 class KernelCall:
-    """One kernel, one geometry, fixed scalars: ``call.launch(stream, *arrays)`` (or
-    ``call(stream, *arrays)``) launches it with the arrays' device pointers in the first
-    ``n_ptrs`` argument slots.
+    """One kernel, one geometry, fixed scalars, launched with ``n_ptrs`` pointer arguments.
 
-    ``scalars`` follow the pointer arguments in kernel order; each is a NumPy scalar
+    ``launch_raw(stream_ptr, *pointers)`` is the hot path (integers, e.g. pointers the caller
+    has already read for an alignment test); ``launch(stream, *arrays)`` (or calling the
+    object) reads each array's ``data.ptr`` first (``NULL`` stands for an absent optional
+    pointer). ``scalars`` follow the pointer arguments in kernel order; each is a NumPy scalar
     (int32, int64, uint64, float32 or float64) or a CuPy array (passed by pointer, fixed for
-    the launcher's life, e.g. scratch buffers). ``launch`` is a closure specialised for the
-    pointer count: hot paths call it directly (about 0.7 µs less than a method's generic path).
+    the call's life, e.g. scratch buffers).
     """
 
     __slots__ = ("kernel", "grid", "block", "smem", "n_ptrs", "scalars", "launch",
@@ -97,134 +97,58 @@ class KernelCall:
         self._slots = (ctypes.c_uint64 * len(store)).from_buffer(store)
         base = store.ctypes.data
         self._params = np.array([base + 8 * i for i in range(len(store))], np.uint64)
-        self._fn = _function_ptr(kernel) if _driver_launch() is not None else None
-        # One lock for the shared parameter block, whichever closure writes it.
         self._lock = threading.Lock()
-        self.launch = self._direct() if self._fn is not None else self._cupy_launch
-        # ``launch_raw(stream_ptr, *pointers)``: the same launch from plain integers (callers
-        # that have read the pointers already); None without the driver binding.
-        self.launch_raw = self._direct_raw() if self._fn is not None else None
+        self._fn = _function_ptr(kernel) if _driver_launch() is not None else None
+        if self._fn is not None:
+            self.launch_raw = self._direct()
+            self.launch = self._by_array
+        else:  # no driver binding: CuPy's own launch
+            self.launch_raw = self._cupy_launch_raw
+            self.launch = self._cupy_launch
 
-    def _private_launch(self, stream_ptr: int, ptrs: tuple[int, ...]) -> None:
-        """A launch on a parameter block of its own (another thread holds the shared one)."""
+    def __call__(self, stream: Any, *arrays: Any) -> None:
+        self.launch(stream, *arrays)
+
+    def _by_array(self, stream: Any, *arrays: Any) -> None:
+        self.launch_raw(stream.ptr, *[a.data.ptr for a in arrays])
+
+    def _direct(self) -> Any:
+        """The launch closure: the shared parameter block under its lock, or a private block
+        while another thread holds it (the binding releases the GIL while the driver reads)."""
+        launch, slots, n, private = _driver_launch(), self._slots, self.n_ptrs, self._private
+        fn, smem, params = self._fn, self.smem, int(self._params.ctypes.data)
+        (gx, gy, gz), (bx, by, bz) = self.grid, self.block
+        take, give = self._lock.acquire, self._lock.release
+
+        def launch_raw(stream_ptr: int, *ptrs: int) -> None:
+            if not take(False):
+                private(stream_ptr, ptrs)
+                return
+            try:
+                slots[:n] = ptrs  # ValueError on a wrong pointer count
+                launch(fn, gx, gy, gz, bx, by, bz, smem, stream_ptr, params, 0)
+            finally:
+                give()
+
+        return launch_raw
+
+    def _private(self, stream_ptr: int, ptrs: tuple[int, ...]) -> None:
+        """A launch on a parameter block of its own."""
         store = self._store.copy()
-        store[:len(ptrs)] = ptrs
+        store[:self.n_ptrs] = ptrs
         base = store.ctypes.data
         params = np.array([base + 8 * i for i in range(len(store))], np.uint64)
         (gx, gy, gz), (bx, by, bz) = self.grid, self.block
         _driver_launch()(self._fn, gx, gy, gz, bx, by, bz, self.smem, stream_ptr,
                          params.ctypes.data, 0)
 
-    def _direct_raw(self) -> Any:
-        """The launch closure from raw pointers (2 or 3 of them; any count generically)."""
-        launch, slots, private = _driver_launch(), self._slots, self._private_launch
-        fn, smem, params = self._fn, self.smem, int(self._params.ctypes.data)
-        (gx, gy, gz), (bx, by, bz) = self.grid, self.block
-        take, give = self._lock.acquire, self._lock.release
-
-        if self.n_ptrs == 2:
-            def raw2(stream_ptr: int, a: int, b: int) -> None:
-                if not take(False):
-                    private(stream_ptr, (a, b))
-                    return
-                try:
-                    slots[0] = a
-                    slots[1] = b
-                    launch(fn, gx, gy, gz, bx, by, bz, smem, stream_ptr, params, 0)
-                finally:
-                    give()
-            return raw2
-        if self.n_ptrs == 3:
-            def raw3(stream_ptr: int, a: int, b: int, c: int) -> None:
-                if not take(False):
-                    private(stream_ptr, (a, b, c))
-                    return
-                try:
-                    slots[0] = a
-                    slots[1] = b
-                    slots[2] = c
-                    launch(fn, gx, gy, gz, bx, by, bz, smem, stream_ptr, params, 0)
-                finally:
-                    give()
-            return raw3
-
-        def raw_any(stream_ptr: int, *ptrs: int) -> None:
-            if not take(False):
-                private(stream_ptr, ptrs)
-                return
-            try:
-                for i, p in enumerate(ptrs):
-                    slots[i] = p
-                launch(fn, gx, gy, gz, bx, by, bz, smem, stream_ptr, params, 0)
-            finally:
-                give()
-        return raw_any
-
-    def __call__(self, stream: Any, *arrays: Any) -> None:
-        self.launch(stream, *arrays)
-
     def _cupy_launch(self, stream: Any, *arrays: Any) -> None:
-        """CuPy's own launch: without the driver binding, or while another thread holds the
-        parameter block."""
         args = tuple(np.uint64(0) if a is NULL else a for a in arrays)
         self.kernel(self.grid, self.block, (*args, *self.scalars), stream=stream,
                     shared_mem=self.smem)
 
-    def _direct(self) -> Any:
-        """The specialised launch closure (2, 3 or 4 pointers; any count generically)."""
-        launch, slots, fallback = _driver_launch(), self._slots, self._cupy_launch
-        fn, smem, params = self._fn, self.smem, int(self._params.ctypes.data)
-        (gx, gy, gz), (bx, by, bz) = self.grid, self.block
-        take, give = self._lock.acquire, self._lock.release
+    def _cupy_launch_raw(self, stream_ptr: int, *ptrs: int) -> None:
+        import cupy  # noqa: PLC0415 - only without the driver binding
 
-        if self.n_ptrs == 2:
-            def call2(stream: Any, a: Any, b: Any) -> None:
-                if not take(False):
-                    fallback(stream, a, b)
-                    return
-                try:
-                    slots[0] = a.data.ptr
-                    slots[1] = b.data.ptr
-                    launch(fn, gx, gy, gz, bx, by, bz, smem, stream.ptr, params, 0)
-                finally:
-                    give()
-            return call2
-        if self.n_ptrs == 3:
-            def call3(stream: Any, a: Any, b: Any, c: Any) -> None:
-                if not take(False):
-                    fallback(stream, a, b, c)
-                    return
-                try:
-                    slots[0] = a.data.ptr
-                    slots[1] = b.data.ptr
-                    slots[2] = c.data.ptr
-                    launch(fn, gx, gy, gz, bx, by, bz, smem, stream.ptr, params, 0)
-                finally:
-                    give()
-            return call3
-        if self.n_ptrs == 4:
-            def call4(stream: Any, a: Any, b: Any, c: Any, d: Any) -> None:
-                if not take(False):
-                    fallback(stream, a, b, c, d)
-                    return
-                try:
-                    slots[0] = a.data.ptr
-                    slots[1] = b.data.ptr
-                    slots[2] = c.data.ptr
-                    slots[3] = d.data.ptr
-                    launch(fn, gx, gy, gz, bx, by, bz, smem, stream.ptr, params, 0)
-                finally:
-                    give()
-            return call4
-
-        def call_any(stream: Any, *arrays: Any) -> None:
-            if not take(False):
-                fallback(stream, *arrays)
-                return
-            try:
-                for i, x in enumerate(arrays):
-                    slots[i] = x.data.ptr
-                launch(fn, gx, gy, gz, bx, by, bz, smem, stream.ptr, params, 0)
-            finally:
-                give()
-        return call_any
+        self.kernel(self.grid, self.block, (*(np.uint64(p) for p in ptrs), *self.scalars),
+                    stream=cupy.cuda.ExternalStream(stream_ptr), shared_mem=self.smem)
