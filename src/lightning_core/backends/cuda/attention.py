@@ -21,6 +21,7 @@ import numpy as np
 from ...runtime.backend import register
 from .compile import get_function
 from .launch import KernelCall
+from .memory import stream_scratch
 
 __all__ = ["attention_auto", "attention_fused_small", "attention_flash_splitkv", "choose_variant",
            "ROWS_AUTO_MAX_SEQ"]
@@ -216,26 +217,14 @@ def _flash_plan(seq: int, d: int, dtype_name: str, vec: int,
                  _acc_type(dtype_name), scratch)
 
 
-# Split-KV scratch by (sizes, accumulator type, stream), never evicted: a CUDA graph captured
-# with a launcher keeps its scratch addresses after the launcher cache has dropped that
-# launcher, so the memory must outlive it. Launches on one stream run in order, so launchers
-# of different shapes may share one set (the merging block resets its counter).
-_scratch_sets: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
-
-
 def _scratch(plan: _Plan, stream: Any) -> tuple[Any, Any, Any]:
-    """Split-KV partials and zeroed counters for ``stream`` (two streams never share them)."""
-    import cupy  # noqa: PLC0415
-
+    """Split-KV partials and zeroed counters for ``stream`` (``stream_scratch``: they outlive
+    the launcher caches, since a captured graph keeps their addresses; launches of other
+    shapes on the stream may share them, as the merging block resets its counter)."""
     n_acc, n_ml, n_cnt = plan.scratch
-    key = (n_acc, n_ml, n_cnt, plan.acc, stream.ptr)
-    found = _scratch_sets.get(key)
-    if found is None:
-        with stream:
-            found = _scratch_sets[key] = (cupy.empty(n_acc, plan.acc),
-                                          cupy.empty(n_ml, plan.acc),
-                                          cupy.zeros(n_cnt, np.int32))
-    return found
+    return (stream_scratch("attention.acc", plan.acc, stream, n_acc),
+            stream_scratch("attention.ml", plan.acc, stream, n_ml),
+            stream_scratch("attention.counters", np.int32, stream, n_cnt, zeroed=True))
 
 
 def _rows_call(seq: int, d: int, dtype_name: str, config: tuple[int, int, int], causal: bool,

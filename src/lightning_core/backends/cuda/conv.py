@@ -23,6 +23,7 @@ from ...runtime.backend import register
 from .blas import gemm
 from .compile import get_function
 from .launch import KernelCall
+from .memory import stream_scratch
 
 __all__ = ["conv2d_auto", "conv2d_direct", "conv2d_im2col_gemm", "DIRECT_MAX_MACS",
            "DIRECT_MAX_TAPS"]
@@ -40,7 +41,7 @@ _SMEM_BUDGET = 48 * 1024  # the default per-block limit: no opt-in attribute nee
 _SPECIALISED_KSIZE = (1, 3, 5, 7)
 _COLS_BUDGET = 256 << 20  # bytes of im2col scratch per group of images
 _GRID_X, _GRID_Y = 1024, 65535
-# Lowered plans hold only kernels and geometry (their scratch lives in _scratch_sets).
+# Lowered plans hold only kernels and geometry (their scratch is ``stream_scratch``'s).
 _DIRECT_CACHE_LIMIT = 64
 _LOWERED_CACHE_LIMIT = 64
 _sm_counts: dict[int, int] = {}
@@ -53,7 +54,7 @@ class _Lowered:
     im2col: Any
     epilogue: Any
     group: int  # images per GEMM
-    cols: Any  # flat scratch of at least c*kh*kw * group*oh*ow values (shared, see _scratch)
+    cols: Any  # flat scratch of at least c*kh*kw * group*oh*ow values (``stream_scratch``)
     tmp: Any  # flat scratch of at least oc * group*oh*ow values
     grid_cols: tuple[int, int, int]
     grid_out: tuple[int, int, int]
@@ -124,28 +125,6 @@ def _direct_plan(x: Any, w: Any, out: Any, geometry: tuple[int, int, int, int], 
     return KernelCall(kernel, (tiles * groups * n, 1, 1), (tw, th, 1), smem, 4, scalars)
 
 
-# Lowered-path scratch by (role, dtype, stream, size class), never evicted: a CUDA graph
-# captured through a lowered plan keeps the scratch addresses it saw after the plan cache has
-# dropped that plan, so the memory must outlive it. Launches on one stream run in order, so
-# plans of different shapes share a buffer of the smallest power-of-two class that fits;
-# memory held per (role, dtype, stream) stays under twice the largest need.
-_scratch_sets: dict[tuple[str, str, int, int], Any] = {}
-
-
-def _scratch(role: str, dtype: np.dtype, stream: Any, elems: int) -> Any:
-    """A flat scratch buffer of at least ``elems`` values for ``stream`` (see above)."""
-    import cupy  # noqa: PLC0415
-
-    need = max(1, elems)
-    fits = [k for k in _scratch_sets if k[:3] == (role, dtype.char, stream.ptr) and k[3] >= need]
-    if fits:
-        return _scratch_sets[min(fits, key=lambda k: k[3])]
-    size = 1 << (need - 1).bit_length()
-    with stream:
-        buf = _scratch_sets[(role, dtype.char, stream.ptr, size)] = cupy.empty(size, dtype)
-    return buf
-
-
 def _lowered_plan(x: Any, w: Any, out: Any, stream: Any) -> _Lowered:
     n, c, _, _ = x.shape
     oc, _, kh, kw = w.shape
@@ -153,8 +132,9 @@ def _lowered_plan(x: Any, w: Any, out: Any, stream: Any) -> _Lowered:
     defines = {"LC_DTYPE": _DTYPE_CODE[x.dtype.name]}
     rows, ohw, item = c * kh * kw, oh * ow, x.dtype.itemsize
     group = max(1, min(n, _COLS_BUDGET // max(1, rows * ohw * item)))
-    cols = _scratch("cols", x.dtype, stream, rows * group * ohw)
-    tmp = _scratch("tmp", x.dtype, stream, oc * group * ohw)
+    # Scratch outlives the plan: a captured graph may keep using it (``stream_scratch``).
+    cols = stream_scratch("conv.cols", x.dtype, stream, rows * group * ohw)
+    tmp = stream_scratch("conv.tmp", x.dtype, stream, oc * group * ohw)
     # Grid-stride loops in both dimensions: x over columns/pixels, y over rows/planes.
     grid_cols = (max(1, min(_GRID_X, -(-group * ohw // _THREADS))), max(1, min(_GRID_Y, rows)), 1)
     grid_out = (max(1, min(_GRID_X, -(-ohw // _THREADS))), max(1, min(_GRID_Y, group * oc)), 1)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ... import config
 
-__all__ = ["pinned_empty", "is_pinned", "HostIo", "Recycler"]
+__all__ = ["pinned_empty", "is_pinned", "HostIo", "Recycler", "stream_scratch"]
 
 _MIN_BLOCK = 1 << 16  # smallest staging block: 64 KiB
 _PARALLEL_MIN = 1 << 20  # below 1 MiB one thread copies faster than handing work out
@@ -92,6 +92,32 @@ class _Block:
 
     def view(self, nbytes: int) -> np.ndarray:
         return np.frombuffer(self.mem, np.uint8, nbytes)
+
+
+# Kernel scratch by (role, dtype, stream, size class), never freed: a CUDA graph captured with
+# a launch keeps the scratch addresses it saw after the launch caches have dropped that
+# launch, so the memory must outlive them. Launches on one stream run in order, so launches
+# of different shapes share the smallest power-of-two buffer that fits; what one (role,
+# dtype, stream) holds stays under twice its largest need.
+_scratch_sets: dict[tuple[str, str, int, int], Any] = {}
+
+
+def stream_scratch(role: str, dtype: Any, stream: Any, elems: int, *,
+                   zeroed: bool = False) -> Any:
+    """A flat device buffer of at least ``elems`` values for work queued on ``stream``
+    (``zeroed``: filled with zeros when made; users that need zeros must leave it so)."""
+    import cupy  # noqa: PLC0415 - only called when the CUDA backend exists
+
+    dt = np.dtype(dtype)
+    need = max(1, elems)
+    fits = [k for k in _scratch_sets if k[:3] == (role, dt.char, stream.ptr) and k[3] >= need]
+    if fits:
+        return _scratch_sets[min(fits, key=lambda k: k[3])]
+    size = 1 << (need - 1).bit_length()
+    with stream:
+        buf = (cupy.zeros if zeroed else cupy.empty)(size, dt)
+    _scratch_sets[(role, dt.char, stream.ptr, size)] = buf
+    return buf
 
 
 class Recycler:
