@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import zlib
 
 # Tests tune, calibrate and write tuning caches: keep all of that out of the user's cache (a
@@ -67,6 +68,25 @@ def poisoned(shape, dtype=np.float32, device: str = "cpu"):
 
 def rand(rng: np.random.Generator, *shape, dtype=np.float32, scale: float = 1.0):
     return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def run_in_threads(work, count: int) -> list[BaseException]:
+    """Run ``work(i)`` for ``i`` in ``range(count)``, each on its own thread, all at once;
+    returns what they raised (assertion failures included)."""
+    errors: list[BaseException] = []
+
+    def guarded(i: int) -> None:
+        try:
+            work(i)
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
 def _cuda_ok() -> bool:

@@ -13,6 +13,7 @@ import sys
 
 import cupy as cp
 import numpy as np
+from profile_overhead import report
 
 import lightning_core as lc
 from lightning_core.backends.cuda import attention as attn
@@ -42,10 +43,7 @@ def main(path: str | None) -> None:
                 print(lines[-1], flush=True)
             attn._BLOCKS_PER_SM.update(base_blocks)
         attn._WIDE_TILE_PAIRS_PER_SM = base_wide
-    text = "\n".join(lines)
-    if path:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+    report("\n".join(lines), path, echo=False)  # each line was printed as measured
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import time
 
 import cupy as cp
 import numpy as np
-from profile_overhead import profile_text
+from profile_overhead import profile_text, report
 
 import lightning_core as lc
 from lightning_core.backends.cuda import elementwise as ew
@@ -144,11 +144,7 @@ def main(path: str | None) -> None:
     by_name = dict(rows)
     for name in ("lc.matmul2d 256^3", "lc.conv2d_nchw 1x3x16x16 -> 16", "lc.attention2d 96x48"):
         lines.append(profile_text(name, by_name[name], 2000, 12))
-    text = "\n".join(lines)
-    print(text)
-    if path:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+    report("\n".join(lines), path)
 
 
 if __name__ == "__main__":

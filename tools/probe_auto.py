@@ -12,6 +12,7 @@ import sys
 import time
 
 import numpy as np
+from profile_overhead import report
 
 import lightning_core as lc
 from lightning_core.runtime.backend import get_backend
@@ -64,11 +65,7 @@ def main(path: str | None) -> None:
                      f"({est.source})")
         times = {d: median_us(lambda d=d: fn(*hosts, d)) for d in ("auto", "cpu", "cuda")}
         lines.append(f"{name}: " + ", ".join(f"{d} {t:.1f} us" for d, t in times.items()))
-    text = "\n".join(lines)
-    print(text)
-    if path:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+    report("\n".join(lines), path)
 
 
 if __name__ == "__main__":

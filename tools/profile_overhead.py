@@ -27,6 +27,15 @@ def profile_text(name: str, fn, calls: int, top: int) -> str:
     return out.getvalue()
 
 
+def report(text: str, path: str | None, *, echo: bool = True) -> None:
+    """Print a probe's text (unless ``echo`` is off) and write it to ``path`` when given."""
+    if echo:
+        print(text)
+    if path:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+
+
 def main(path: str) -> None:
     a, b, c = (cp.ones(1024, cp.float32) for _ in range(3))
     q = cp.ones((96, 48), cp.float32)
@@ -44,8 +53,7 @@ def main(path: str) -> None:
                      ("attention2d one-shot NumPy 8x16 on cuda",
                       lambda: lc.attention2d(hq, hq, hq, False, "cuda"))):
         out.write(profile_text(name, fn, 3000, 30))
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(out.getvalue())
+    report(out.getvalue().rstrip("\n"), path, echo=False)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
-from conftest import assert_close, poisoned, rand
+from conftest import assert_close, poisoned, rand, run_in_threads
 
 import lightning_core as lc
 from lightning_core.ops.attention import attention_reference
@@ -181,24 +179,15 @@ def test_conv_attention_ab_report(device, rng):
 
 
 def test_sessions_in_threads(device):
-    errors: list[BaseException] = []
-
     def work(seed: int) -> None:
-        try:
-            local = np.random.default_rng(seed)
-            a, b = rand(local, 33, 17), rand(local, 17, 29)
-            sess = lc.MatMulResidentSession(33, 17, 29, device)
-            out = poisoned((33, 29))
-            sess.start_into(a, b, out)
-            for _ in range(5):
-                sess.run_batch_sync_into(a, b, out, 7)
-                assert_close(out, matmul_reference(a, b), scale=5)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        local = np.random.default_rng(seed)
+        a, b = rand(local, 33, 17), rand(local, 17, 29)
+        sess = lc.MatMulResidentSession(33, 17, 29, device)
+        out = poisoned((33, 29))
+        sess.start_into(a, b, out)
+        for _ in range(5):
+            sess.run_batch_sync_into(a, b, out, 7)
+            assert_close(out, matmul_reference(a, b), scale=5)
 
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_in_threads(work, 4)
     assert not errors, errors

@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import cuda_only
+from conftest import cuda_only, run_in_threads
 
 from lightning_core.backends.cuda import launch as launch_mod
 from lightning_core.backends.cuda.launch import NULL, KernelCall
@@ -188,28 +188,19 @@ def test_threads_sharing_one_call_each_get_their_own_result(cp, rng):
     call = _axpb(cp, n)
     xs = [rng.standard_normal(n).astype(np.float32) for _ in range(8)]
     outs: list = [None] * 8
-    errors: list = []
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(8, timeout=60)  # a thread that fails early frees the rest
 
     def work(i):
-        try:
-            stream = cp.cuda.Stream(non_blocking=True)
-            dx = cp.asarray(xs[i])
-            barrier.wait()
-            for _ in range(200):
-                out = cp.full(n, np.nan, np.float32)
-                call(stream, dx, out)
-            stream.synchronize()
-            outs[i] = out.get()
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        stream = cp.cuda.Stream(non_blocking=True)
+        dx = cp.asarray(xs[i])
+        barrier.wait()
+        for _ in range(200):
+            out = cp.full(n, np.nan, np.float32)
+            call(stream, dx, out)
+        stream.synchronize()
+        outs[i] = out.get()
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert not run_in_threads(work, 8)
     for x, out in zip(xs, outs, strict=True):
         np.testing.assert_allclose(out, _expected(x), rtol=1e-6, atol=1e-6)
 
