@@ -262,7 +262,9 @@ class FakeCuda(Backend):
 
 
 def test_crossover_hook(tmp_path, monkeypatch):
-    monkeypatch.setattr(crossover_mod, "_pinned", lambda array: False)
+    from lightning_core.runtime import arrays
+
+    monkeypatch.setattr(arrays, "_PINNED_CHECK", [lambda array: False])  # nothing pinned
     tuner = Tuner(TuneCache(str(tmp_path / "t.json")))
     hook = Crossover(tuner)
     gpu = FakeCuda()

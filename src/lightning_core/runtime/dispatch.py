@@ -26,7 +26,7 @@ from .backend import Backend, Impl, get_backend, implementations
 from .device import Route, resolve
 from .policy import ONE_SHOT, IoPlan
 
-__all__ = ["Call", "execute", "choose_impl", "set_selector", "set_crossover", "clear_decisions",
+__all__ = ["Call", "execute", "host_pinned_flags", "choose_impl", "set_selector", "set_crossover", "clear_decisions",
            "lane_key", "try_lane", "Lane", "MISS"]
 
 
@@ -131,6 +131,15 @@ def _route(call: Call, device: object) -> Route:
     return route
 
 
+def host_pinned_flags(call: Call) -> tuple[bool, ...]:
+    """Per input, then ``out`` when there is one: a page-locked NumPy array big enough for
+    it to matter (``pinned_flags``); all False while no device backend can tell."""
+    arrays = [o.array for o in call.inputs]
+    if call.out is not None:
+        arrays.append(call.out)
+    return pinned_flags(arrays) or (False,) * len(arrays)
+
+
 def execute(call: Call, device: object, *, lane: tuple[Any, ...] | None = None,
             final: tuple[int, ...] | None = None) -> Any:
     """Run ``call`` on ``device`` and return its result (or the caller's ``out``).
@@ -148,7 +157,7 @@ def execute(call: Call, device: object, *, lane: tuple[Any, ...] | None = None,
            call.out_shape, tuple([o.array.shape for o in inputs]),
            tuple([o.on_device for o in inputs]), call.io,
            # "auto" routes host data by its transfer speed: pinned or not is part of the key.
-           pinned_flags([o.array for o in inputs]) if device == "auto" else None)
+           host_pinned_flags(call) if device == "auto" else None)
     hit = _decisions.get(key)
     if hit is None:
         route = _route(call, device)
@@ -258,7 +267,7 @@ def lane_key(op: str, device: object, scalars: tuple[Any, ...], arrays: tuple[An
     key (3.0 must not find the lane of 3). None when an input or ``out`` is not a plain NumPy
     or backend-native array (lists, torch tensors, lc.Tensor take the full road). The key is
     one flat tuple: op, device, scalars and their types, whether there is an ``out``, five
-    fields per array (``out`` last), then the pinned flags of ``device="auto"`` host inputs.
+    fields per array (``out`` last), then the pinned flags of ``device="auto"`` host arrays.
     Flat tuples are built and hashed faster than nested ones, and an op's array count is fixed.
     """
     if type(device) is not str:
@@ -267,7 +276,8 @@ def lane_key(op: str, device: object, scalars: tuple[Any, ...], arrays: tuple[An
         _check_generation()
     key = [op, device, scalars, *map(type, scalars), out is not None]
     host = False
-    for x in arrays if out is None else (*arrays, out):
+    every = arrays if out is None else (*arrays, out)
+    for x in every:
         if type(x) in _FAST_TYPES:  # ``_signature``'s first case, inlined (the hot path)
             key += (type(x), x.shape, x.dtype, x._c_contiguous, x.data.device_id)
             continue
@@ -277,7 +287,7 @@ def lane_key(op: str, device: object, scalars: tuple[Any, ...], arrays: tuple[An
         host = True
         key += sig
     # "auto" routes host data by its transfer speed: pinned or not is part of the key.
-    key.append(pinned_flags(arrays) if host and device == "auto" else None)
+    key.append(pinned_flags(every) if host and device == "auto" else None)
     return tuple(key)
 
 

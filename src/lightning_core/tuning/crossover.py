@@ -39,7 +39,7 @@ import numpy as np
 from .. import config
 from ..runtime.backend import Backend, implementations
 from ..runtime.device import Route
-from ..runtime.dispatch import Call
+from ..runtime.dispatch import Call, host_pinned_flags
 from ..trace.recorder import TRACE
 from .keys import SPECS, OpSpec
 from .measure import CudaRunner, HostRunner
@@ -118,12 +118,6 @@ def _plain_oneshot(call: Call) -> bool:
             and (call.out is None or type(call.out) is np.ndarray))
 
 
-def _pinned(array: np.ndarray) -> bool:
-    from ..backends.cuda.memory import is_pinned  # noqa: PLC0415 - only on a CUDA route
-
-    return is_pinned(array)
-
-
 class Crossover:
     """The crossover hook plus the calibration it runs on."""
 
@@ -159,9 +153,11 @@ class Crossover:
     def estimate(self, backend: Backend, spec: OpSpec, call: Call) -> Estimate:
         """The model's prediction for a one-shot ``call`` on ``backend`` (CUDA)."""
         cal = self.calibration(backend, spec.family)
-        pinned_in = tuple(_pinned(o.array) for o in call.inputs)
+        # The same pinned flags the dispatcher keys its decisions by (host_pinned_flags).
+        flags = host_pinned_flags(call)
+        pinned_in = flags[:len(call.inputs)]
         # Results of one-shot calls without an out buffer come back in pinned memory.
-        pinned_out = call.out is None or _pinned(call.out)
+        pinned_out = call.out is None or flags[-1]
         entry = (self.tuner.lookup(backend, spec, call, "oneshot")
                  if int(config.get("LC_TUNE")) >= 1 else None)
         return estimate(spec, call, cal, pinned_in=pinned_in, pinned_out=pinned_out,
