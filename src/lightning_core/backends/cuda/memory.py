@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import collections
 import math
-import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from ... import config
+from ...runtime.host_threads import chunks, host_pool, host_threads, run_chunked
 
 __all__ = ["pinned_empty", "is_pinned", "HostIo", "Recycler", "stream_scratch"]
 
@@ -167,37 +165,15 @@ class HostIo:
         self._memcpy = cupy.cuda.runtime.memcpyAsync
         self._lock = threading.Lock()
         self._free: dict[int, list[_Block]] = {}
-        self._pool: ThreadPoolExecutor | None = None
-        self._threads = 0
         self._resident: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
         self._resident_entries = resident_entries
         self._inflight: collections.deque[tuple[Any, Any]] = collections.deque()
 
-    # -- threads -----------------------------------------------------------------------------
-    def threads(self) -> int:
-        """Host copy threads (``LC_HOST_THREADS``; 0 means min(4, cores)).
-
-        Measured on the H200 machine: a 16 MiB staging copy reaches 8 GB/s on one thread,
-        17 GB/s on 3-4 and only 12 GB/s on 8, as memory bandwidth, not cores, is the limit.
-        """
-        if not self._threads:
-            wanted = int(config.get("LC_HOST_THREADS"))
-            self._threads = wanted if wanted > 0 else min(4, os.cpu_count() or 1)
-        return self._threads
-
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads(), thread_name_prefix="lc-host-copy")
-        return self._pool
-
     def _chunks(self, nbytes: int) -> list[tuple[int, int]]:
-        threads = self.threads()
-        if nbytes < _PARALLEL_MIN or threads == 1:
+        if nbytes < _PARALLEL_MIN or host_threads() == 1:
             return [(0, nbytes)]
         # Twice as many chunks as threads, so DMA of early chunks overlaps later copies.
-        step = max(_CHUNK_MIN, -(-nbytes // (2 * threads)))
-        step = -(-step // 4096) * 4096
-        return [(lo, min(nbytes, lo + step)) for lo in range(0, nbytes, step)]
+        return chunks(nbytes, parts=2 * host_threads(), min_chunk=_CHUNK_MIN, align=4096)
 
     # -- staging blocks ----------------------------------------------------------------------
     def _acquire(self, nbytes: int) -> _Block:
@@ -240,7 +216,7 @@ class HostIo:
             np.copyto(staging, flat)
             self._memcpy(dst_ptr, block.ptr, nbytes, _H2D, stream_ptr)
         else:
-            pool = self._executor()
+            pool = host_pool()
             futures = [pool.submit(np.copyto, staging[lo:hi], flat[lo:hi]) for lo, hi in chunks]
             for (lo, hi), fut in zip(chunks, futures, strict=True):
                 fut.result()
@@ -310,9 +286,7 @@ class HostIo:
         if len(chunks) == 1:
             np.copyto(flat, staging)
         else:
-            pool = self._executor()
-            for fut in [pool.submit(np.copyto, flat[lo:hi], staging[lo:hi]) for lo, hi in chunks]:
-                fut.result()
+            run_chunked(lambda lo, hi: np.copyto(flat[lo:hi], staging[lo:hi]), chunks)
         self._release(block)
         return nbytes
 
@@ -322,7 +296,8 @@ class HostIo:
         return host, self.download(src, host)
 
     def close(self) -> None:
-        """Stop the copy threads (the pinned blocks go back to CuPy's pool when freed)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Drop the staging blocks and remembered device copies (the pinned blocks go back to
+        CuPy's pool when freed; the copy threads are the process-wide host pool's)."""
+        with self._lock:
+            self._free.clear()
+        self._resident.clear()

@@ -1,0 +1,97 @@
+"""The shared host pool and the chunked CPU elementwise path it runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lightning_core as lc
+from lightning_core import config
+from lightning_core.backends.cpu import elementwise as cpu_ew
+from lightning_core.runtime import host_threads as ht
+
+
+@pytest.mark.parametrize("n,parts,min_chunk,align", [
+    (0, 4, 1, 1), (1, 4, 1, 1), (10, 3, 1, 1), (1000, 4, 100, 16), (1 << 20, 8, 4096, 4096),
+    (12345, 4, 7, 8)])
+def test_chunks_cover_the_range_once(n, parts, min_chunk, align):
+    ranges = ht.chunks(n, parts=parts, min_chunk=min_chunk, align=align)
+    covered = np.zeros(n, np.int64)
+    for lo, hi in ranges:
+        assert lo < hi and lo % align == 0
+        covered[lo:hi] += 1
+    assert np.all(covered == 1)
+    if n:
+        assert len(ranges) <= max(parts, 1) + 1
+        assert all(hi - lo >= min(min_chunk, n - lo) for lo, hi in ranges)
+
+
+def test_run_chunked_runs_every_range_and_reraises():
+    seen = []
+    ht.run_chunked(lambda lo, hi: seen.append((lo, hi)), [(0, 1), (1, 2), (2, 3)])
+    assert sorted(seen) == [(0, 1), (1, 2), (2, 3)]
+
+    def boom(lo, hi):
+        if lo == 1:
+            raise ValueError("chunk 1 failed")
+        seen.append(lo)
+
+    with pytest.raises(ValueError, match="chunk 1 failed"):
+        ht.run_chunked(boom, [(0, 1), (1, 2), (2, 3)])
+
+
+def test_pool_follows_the_knob():
+    with config.override(LC_HOST_THREADS=3):
+        assert ht.host_threads() == 3
+        assert ht.host_pool()._max_workers == 3
+    with config.override(LC_HOST_THREADS=2):
+        assert ht.host_pool()._max_workers == 2
+
+
+def _big(rng, n):
+    return rng.standard_normal(n).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["add", "sub", "mul", "div"])
+def test_chunked_binary_matches_reference(rng, kind):
+    n = cpu_ew.PARALLEL_MIN_BYTES // 4 * 3 + 13  # several chunks and a ragged tail
+    a, b = _big(rng, n), _big(rng, n)
+    out = np.full(n, np.nan, np.float32)
+    with config.override(LC_HOST_THREADS=4):
+        assert cpu_ew._ufunc_chunks(cpu_ew._UFUNCS[kind], a, b, out)
+    ref = lc.binary_reference(a, b, kind)
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_chunked_binary_writes_into_an_input(rng):
+    n = cpu_ew.PARALLEL_MIN_BYTES // 4 * 2 + 5
+    a, b = _big(rng, n), _big(rng, n)
+    ref = a.astype(np.float64) + b
+    with config.override(LC_HOST_THREADS=4):
+        got = lc.vector_add_into(a, b, a, "cpu")
+    assert got is a
+    np.testing.assert_allclose(a, ref, rtol=1e-6)
+
+
+def test_partial_overlap_and_strided_operands_take_the_single_call(rng):
+    n = cpu_ew.PARALLEL_MIN_BYTES // 4 * 2
+    buf = _big(rng, n + 64)
+    a, out = buf[:n], buf[64:]
+    b = _big(rng, n)
+    assert not cpu_ew._chunkable(out, a, b)
+    strided = _big(rng, 2 * n)[::2]
+    assert not cpu_ew._chunkable(np.empty(n, np.float32), strided, b)
+    ref = a.astype(np.float64) + b
+    with config.override(LC_HOST_THREADS=4):
+        cpu_ew.binary_numpy(a, b, out=out, kind="add")  # NumPy buffers the overlap
+    np.testing.assert_allclose(out, ref, rtol=1e-6)
+
+
+def test_ieee_results_without_warnings_on_worker_threads(rng):
+    n = cpu_ew.PARALLEL_MIN_BYTES // 4 * 2
+    a = _big(rng, n)
+    b = np.zeros(n, np.float32)
+    out = np.empty(n, np.float32)
+    with config.override(LC_HOST_THREADS=4), np.errstate(all="raise"):
+        assert cpu_ew._ufunc_chunks(np.divide, a, b, out)
+    assert np.all(np.isinf(out[a != 0]))
