@@ -44,6 +44,9 @@ _BLOCKS_PER_SM = {1: 3, 2: 3, 4: 2}
 # pair per SM.
 _WIDE_TILE_PAIRS_PER_SM = 6
 _MAX_FLASH_HEAD_DIM = 256
+# Padded head dims whose float32 flash kernel double-buffers K/V with cp.async (LC_ASYNC).
+# 32 spills a few registers with it; 128 and 256 would need 167 KB / too much shared memory.
+_ASYNC_HEAD_DIMS = (64,)
 _STATIC_SMEM = 1024  # the flash kernel's static shared memory, with slack
 _COMPOSITE_BLOCK = 64  # rows per causal block of the composite path
 _CACHE_LIMIT = 64
@@ -115,11 +118,21 @@ def _flash_shape(d: int, dtype_name: str) -> tuple[int, int, int]:
     return dp, rows, keys
 
 
-def _flash_smem_bytes(dp: int, rows: int, keys: int, dtype_name: str) -> int:
-    """Dynamic shared memory of ``lc_attention_flash``: Q, K (P reuses it), V."""
+def _flash_smem_bytes(dp: int, rows: int, keys: int, dtype_name: str,
+                      buffers: int = 1) -> int:
+    """Dynamic shared memory of ``lc_attention_flash``: Q, then ``buffers`` K (P reuses it) and
+    V tiles (two with ``LC_ASYNC``)."""
     bm, bn = 16 * rows, 8 * keys
-    elems = bm * (dp + 4) + max(bn * (dp + 4), bm * (bn + 4)) + bn * dp
+    elems = bm * (dp + 4) + buffers * (max(bn * (dp + 4), bm * (bn + 4)) + bn * dp)
     return elems * _acc_bytes(dtype_name)
+
+
+def _async_ok(dp: int, rows: int, keys: int, dtype_name: str, vec: int, lim: _Limits) -> bool:
+    """Whether the flash kernel runs with ``LC_ASYNC`` (cp.async, double-buffered K/V): float32
+    with 16-byte rows, the head dims it was measured on, and two buffers within the limit."""
+    return (dtype_name == "float32" and bool(vec) and dp in _ASYNC_HEAD_DIMS
+            and _flash_smem_bytes(dp, rows, keys, dtype_name, 2)
+            <= lim.smem_per_block - _STATIC_SMEM)
 
 
 def choose_variant(seq: int, d: int, dtype_name: str) -> str:
@@ -140,17 +153,20 @@ def _rows_config(seq: int, d: int, dtype_name: str,
     if seq > _ROWS_MAX_SEQ or d > _ROWS_MAX_D:
         return None
     kpl, dpl = -(-seq // 32), -(-d // 32)
-    smem = (seq * (d | 1) + seq * d + _ROWS_WARPS * 32 * (kpl + dpl)) * _acc_bytes(dtype_name)
+    elems = seq * (d | 1) + 3 + seq * d + _ROWS_WARPS * 32 * (kpl + dpl)
+    smem = elems * _acc_bytes(dtype_name)
     if smem > min(_ROWS_MAX_SMEM, lim.smem_per_block - _STATIC_SMEM):
         return None
     return kpl, dpl, smem
 
 
-def _rows_plan(seq: int, dtype_name: str, config: tuple[int, int, int], wrap: bool) -> _Plan:
+def _rows_plan(seq: int, dtype_name: str, config: tuple[int, int, int], wrap: bool,
+               vec: int = 0) -> _Plan:
     kpl, dpl, smem = config
+    rvec = int(bool(vec) and dtype_name == "float32" and not wrap)
     kernel = get_function(_FILE, "lc_attention_rows", {
         "LC_DTYPE": _DTYPE_CODE[dtype_name], "KPL": kpl, "DPL": dpl, "WRAP": int(wrap),
-        "LC_ROWS_ONLY": 1})
+        "RVEC": rvec, "LC_ROWS_ONLY": 1})
     kernel.max_dynamic_shared_size_bytes = max(kernel.max_dynamic_shared_size_bytes, smem)
     return _Plan(kernel, (-(-seq // _ROWS_WARPS), 1, 1), (32 * _ROWS_WARPS, 1, 1), smem,
                  _acc_type(dtype_name), None)
@@ -206,10 +222,11 @@ def _flash_plan(seq: int, d: int, dtype_name: str, vec: int,
     dp, rows, keys = config
     tiles = -(-seq // (16 * rows))
     splits = 1 if single_block else _splits(tiles, -(-seq // (8 * keys)), lim.sm_count, rows)
-    smem = _flash_smem_bytes(dp, rows, keys, dtype_name)
+    use_async = _async_ok(dp, rows, keys, dtype_name, vec, lim)
+    smem = _flash_smem_bytes(dp, rows, keys, dtype_name, 2 if use_async else 1)
     kernel = get_function(_FILE, "lc_attention_flash", {
         "LC_DTYPE": _DTYPE_CODE[dtype_name], "VEC_IO": vec, "HEAD_DIM_P": dp,
-        "ROWS_PT": rows, "KEYS_PT": keys})
+        "ROWS_PT": rows, "KEYS_PT": keys, "LC_ASYNC": int(use_async)})
     kernel.max_dynamic_shared_size_bytes = max(kernel.max_dynamic_shared_size_bytes, smem)
     bm = 16 * rows
     scratch = (tiles * splits * bm * dp, tiles * splits * 2 * bm, tiles) if splits > 1 else None
@@ -229,13 +246,14 @@ def _scratch(plan: _Plan, stream: Any) -> tuple[Any, Any, Any]:
 
 def _rows_call(seq: int, d: int, dtype_name: str, config: tuple[int, int, int], causal: bool,
                scale: float, post: tuple[float, float, bool], offsets: tuple[int, int],
-               wrap: int) -> KernelCall:
+               wrap: int, vec: int = 0) -> KernelCall:
     """The rows kernel's launch. ``offsets`` are where K and V start after Q; ``wrap`` > 0 reads
-    every operand cyclically from a buffer of that many values (the packed conv output)."""
+    every operand cyclically from a buffer of that many values (the packed conv output);
+    ``vec``: every row is 16-byte aligned (float32 then stages 16 bytes per load)."""
     acc = _acc_type(dtype_name)
     out_scale, out_bias, relu = post
     i64 = np.int64
-    plan = _rows_plan(seq, dtype_name, config, wrap > 0)
+    plan = _rows_plan(seq, dtype_name, config, wrap > 0, vec)
     return KernelCall(plan.kernel, plan.grid, plan.block, plan.smem, 4, (
         np.int32(seq), np.int32(d), np.int32(bool(causal)), acc(scale), acc(out_scale),
         acc(out_bias), np.int32(bool(relu)), i64(0), i64(offsets[0]), i64(offsets[1]),
@@ -253,7 +271,7 @@ def _launcher(requested: str, seq: int, d: int, dtype_name: str, causal: bool,
     if variant == "rows":
         rows = _rows_config(seq, d, dtype_name, lim)
         if rows is not None:
-            return _rows_call(seq, d, dtype_name, rows, causal, scale, post, (0, 0), 0)
+            return _rows_call(seq, d, dtype_name, rows, causal, scale, post, (0, 0), 0, vec)
         variant = "flash_splitkv"  # too long or too wide for it: the flash grid runs
     single = variant == "fused_small"
     config = _flash_config(seq, d, dtype_name, lim, single)
