@@ -2,8 +2,7 @@
 
 For each sequence length (head_dim 64, fp32) it times ``lc.attention2d`` behind a spin kernel
 (``held_device_us``) under each value of ``_BLOCKS_PER_SM`` for the tile height ``auto`` picks
-and, for long sequences, under both tile heights, each with and without the cp.async
-double-buffered kernel (``_ASYNC_HEAD_DIMS``); prints one line per setting so the module's
+and, for long sequences, under both tile heights; prints one line per setting so the module's
 constants can be chosen from measurements. Run on the GPU machine:
 PYTHONPATH=src python3 tools/attention_sweep.py [out.txt]
 """
@@ -33,22 +32,17 @@ def _time(seq: int, d: int = 64) -> float:
 def main(path: str | None) -> None:
     lines = []
     base_blocks, base_wide = dict(attn._BLOCKS_PER_SM), attn._WIDE_TILE_PAIRS_PER_SM
-    base_async = attn._ASYNC_HEAD_DIMS
-    per_sms = [int(x) for x in sys.argv[2].split(",")] if len(sys.argv) > 2 else [1, 2, 3, 4, 6]
     for seq in (512, 1024, 2048, 4096):
-        for use_async in ((64,), ()):
-            attn._ASYNC_HEAD_DIMS = use_async
-            for wide in ((base_wide,) if seq < 2048 else (base_wide, 10**9)):
-                attn._WIDE_TILE_PAIRS_PER_SM = wide
-                for per_sm in per_sms:
-                    attn._BLOCKS_PER_SM.update({r: per_sm for r in base_blocks})
-                    us = _time(seq)
-                    lines.append(f"seq {seq:5d} async {int(bool(use_async))} wide_threshold "
-                                 f"{wide:>10} blocks_per_sm {per_sm}: {us:8.2f} us")
-                    print(lines[-1], flush=True)
-                attn._BLOCKS_PER_SM.update(base_blocks)
-            attn._WIDE_TILE_PAIRS_PER_SM = base_wide
-        attn._ASYNC_HEAD_DIMS = base_async
+        for wide in ((base_wide,) if seq < 2048 else (base_wide, 10**9)):
+            attn._WIDE_TILE_PAIRS_PER_SM = wide
+            for per_sm in (1, 2, 3, 4, 6, 8):
+                attn._BLOCKS_PER_SM.update({r: per_sm for r in base_blocks})
+                us = _time(seq)
+                lines.append(f"seq {seq:5d} wide_threshold {wide:>10} blocks_per_sm {per_sm}: "
+                             f"{us:8.2f} us")
+                print(lines[-1], flush=True)
+            attn._BLOCKS_PER_SM.update(base_blocks)
+        attn._WIDE_TILE_PAIRS_PER_SM = base_wide
     report("\n".join(lines), path, echo=False)  # each line was printed as measured
 
 

@@ -14,9 +14,7 @@ import tempfile
 
 KERNELS = pathlib.Path(__file__).resolve().parents[1] / "src/lightning_core/backends/cuda/kernels"
 # Builds beyond the defaults whose code is behind a define (one nvcc run each).
-VARIANTS = {"attention.cu": [["-DVEC_IO=1", "-DLC_ASYNC=1"],
-                             ["-DVEC_IO=1", "-DLC_ASYNC=1", "-DROWS_PT=1"],
-                             ["-DLC_ROWS_ONLY=1", "-DRVEC=1", "-DKPL=3", "-DDPL=2"]]}
+VARIANTS = {"attention.cu": [["-DLC_ROWS_ONLY=1", "-DRVEC=1", "-DKPL=3", "-DDPL=2"]]}
 
 
 def main() -> int:

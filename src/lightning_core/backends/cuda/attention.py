@@ -44,9 +44,6 @@ _BLOCKS_PER_SM = {1: 3, 2: 3, 4: 2}
 # pair per SM.
 _WIDE_TILE_PAIRS_PER_SM = 6
 _MAX_FLASH_HEAD_DIM = 256
-# Padded head dims whose float32 flash kernel double-buffers K/V with cp.async (LC_ASYNC).
-# 32 spills a few registers with it; 128 and 256 would need 167 KB / too much shared memory.
-_ASYNC_HEAD_DIMS = (64,)
 _STATIC_SMEM = 1024  # the flash kernel's static shared memory, with slack
 _COMPOSITE_BLOCK = 64  # rows per causal block of the composite path
 _CACHE_LIMIT = 64
@@ -118,21 +115,11 @@ def _flash_shape(d: int, dtype_name: str) -> tuple[int, int, int]:
     return dp, rows, keys
 
 
-def _flash_smem_bytes(dp: int, rows: int, keys: int, dtype_name: str,
-                      buffers: int = 1) -> int:
-    """Dynamic shared memory of ``lc_attention_flash``: Q, then ``buffers`` K (P reuses it) and
-    V tiles (two with ``LC_ASYNC``)."""
+def _flash_smem_bytes(dp: int, rows: int, keys: int, dtype_name: str) -> int:
+    """Dynamic shared memory of ``lc_attention_flash``: Q, K (P reuses it), V."""
     bm, bn = 16 * rows, 8 * keys
-    elems = bm * (dp + 4) + buffers * (max(bn * (dp + 4), bm * (bn + 4)) + bn * dp)
+    elems = bm * (dp + 4) + max(bn * (dp + 4), bm * (bn + 4)) + bn * dp
     return elems * _acc_bytes(dtype_name)
-
-
-def _async_ok(dp: int, rows: int, keys: int, dtype_name: str, vec: int, lim: _Limits) -> bool:
-    """Whether the flash kernel runs with ``LC_ASYNC`` (cp.async, double-buffered K/V): float32
-    with 16-byte rows, the head dims it was measured on, and two buffers within the limit."""
-    return (dtype_name == "float32" and bool(vec) and dp in _ASYNC_HEAD_DIMS
-            and _flash_smem_bytes(dp, rows, keys, dtype_name, 2)
-            <= lim.smem_per_block - _STATIC_SMEM)
 
 
 def choose_variant(seq: int, d: int, dtype_name: str) -> str:
@@ -222,11 +209,10 @@ def _flash_plan(seq: int, d: int, dtype_name: str, vec: int,
     dp, rows, keys = config
     tiles = -(-seq // (16 * rows))
     splits = 1 if single_block else _splits(tiles, -(-seq // (8 * keys)), lim.sm_count, rows)
-    use_async = _async_ok(dp, rows, keys, dtype_name, vec, lim)
-    smem = _flash_smem_bytes(dp, rows, keys, dtype_name, 2 if use_async else 1)
+    smem = _flash_smem_bytes(dp, rows, keys, dtype_name)
     kernel = get_function(_FILE, "lc_attention_flash", {
         "LC_DTYPE": _DTYPE_CODE[dtype_name], "VEC_IO": vec, "HEAD_DIM_P": dp,
-        "ROWS_PT": rows, "KEYS_PT": keys, "LC_ASYNC": int(use_async)})
+        "ROWS_PT": rows, "KEYS_PT": keys})
     kernel.max_dynamic_shared_size_bytes = max(kernel.max_dynamic_shared_size_bytes, smem)
     bm = 16 * rows
     scratch = (tiles * splits * bm * dp, tiles * splits * 2 * bm, tiles) if splits > 1 else None

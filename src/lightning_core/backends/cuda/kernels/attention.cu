@@ -20,9 +20,6 @@
 //   HEAD_DIM_P   head_dim rounded up to 32, 64, 128 or 256 (zero padded)
 //   ROWS_PT      query rows per thread (1, 2 or 4)
 //   KEYS_PT      keys per thread per tile (4 or 8)
-//   LC_ASYNC     1 (float32 with VEC_IO only): Q, K and V tiles move by cp.async into two
-//                K/V buffers, so the next tile's loads are in flight while this one computes;
-//                Q is staged unscaled and the scores are scaled instead
 //
 // Scores are kept in the log2 domain (Q is multiplied by scale * log2(e) on load) so every
 // exponential is one exp2. Rows with every key masked cannot occur for a valid row, but the
@@ -42,12 +39,6 @@
 #endif
 #ifndef KEYS_PT
 #define KEYS_PT 8
-#endif
-#ifndef LC_ASYNC
-#define LC_ASYNC 0
-#endif
-#if LC_ASYNC && (LC_DTYPE != 0 || !VEC_IO)
-#error "LC_ASYNC needs float32 with VEC_IO"
 #endif
 
 #if LC_DTYPE == 1
@@ -203,45 +194,6 @@ __device__ __forceinline__ void lc_pv4(acc4 (&o)[ROWS], const acc4 (&p)[ROWS], c
 #define LC_KP_ELEMS (LC_BLOCK_N * LC_LDK > LC_BLOCK_M * LC_LDP ? LC_BLOCK_N * LC_LDK \
                                                                : LC_BLOCK_M * LC_LDP)
 #define LC_NG (HEAD_DIM_P / 32)
-#define LC_V_ELEMS (LC_BLOCK_N * LC_LDV)
-
-#if LC_ASYNC
-__device__ __forceinline__ void lc_cp_async16(acc_t* dst, const io_t* src, int src_bytes) {
-    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
-                 :: "r"(s), "l"(src), "r"(src_bytes) : "memory");
-}
-
-__device__ __forceinline__ void lc_cp_commit() {
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-template <int N>
-__device__ __forceinline__ void lc_cp_wait() {
-    asm volatile("cp.async.wait_group %0;\n" :: "n"(N) : "memory");
-}
-
-// Queues rows [row0, row0 + ROWS) of a [seq, d] matrix into a shared tile of row stride ld and
-// width HEAD_DIM_P, 16 bytes per copy; rows >= seq and columns >= d are zero-filled (a copy of
-// 0 source bytes). Every address is 16-byte aligned: VEC_IO guarantees d % 4 == 0.
-template <int ROWS>
-__device__ __forceinline__ void lc_async_tile(acc_t* dst, int ld, const io_t* __restrict__ src,
-                                              int row0, int seq, int d, int tid) {
-    constexpr int W4 = HEAD_DIM_P / 4;
-    constexpr int TOTAL = ROWS * W4;
-#pragma unroll
-    for (int i = 0; i < (TOTAL + 127) / 128; ++i) {
-        const int idx = tid + i * 128;
-        if (TOTAL % 128 == 0 || idx < TOTAL) {
-            const int r = idx / W4;
-            const int c = (idx % W4) * 4;
-            const bool ok = row0 + r < seq && c < d;
-            lc_cp_async16(dst + r * ld + c, ok ? src + (size_t)(row0 + r) * d + c : src,
-                          ok ? 16 : 0);
-        }
-    }
-}
-#endif
 
 // Reduction over the 8 lanes (tx = lane & 7) that share a query row.
 template <bool MAX>
@@ -264,10 +216,10 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
                    acc_t* __restrict__ part_acc, acc_t* __restrict__ part_ml,
                    int* __restrict__ counters) {
     extern __shared__ __align__(16) unsigned char lc_smem_raw[];
-    // Q, then K (P reuses it) and V: one buffer each, or two each with LC_ASYNC.
     acc_t* qs = reinterpret_cast<acc_t*>(lc_smem_raw);
     acc_t* ks = qs + LC_BLOCK_M * LC_LDK;
-    acc_t* vs = ks + (1 + LC_ASYNC) * LC_KP_ELEMS;
+    acc_t* ps = ks;
+    acc_t* vs = ks + LC_KP_ELEMS;
     __shared__ int is_last;
 
     const int tid = threadIdx.x;
@@ -291,45 +243,16 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
         l_run[a] = (acc_t)0;
     }
 
-#if LC_ASYNC
-    if (kt_begin < kt_end) {
-        lc_async_tile<LC_BLOCK_M>(qs, LC_LDK, q, q0, seq, d, tid);
-        lc_async_tile<LC_BLOCK_N>(ks, LC_LDK, k, kt_begin * LC_BLOCK_N, seq, d, tid);
-        lc_async_tile<LC_BLOCK_N>(vs, LC_LDV, v, kt_begin * LC_BLOCK_N, seq, d, tid);
-        lc_cp_commit();
-    }
-    const acc_t qmul = scale * (acc_t)LC_LOG2E;
-#else
     if (kt_begin < kt_end) {
         lc_load_tile(qs, LC_LDK, HEAD_DIM_P, LC_BLOCK_M, q, q0, seq, d,
                      scale * (acc_t)LC_LOG2E, tid, 128);
     }
-#endif
     for (int kt = kt_begin; kt < kt_end; ++kt) {
         const int key0 = kt * LC_BLOCK_N;
         __syncthreads();  // the previous tile's K/P and V are no longer read
-#if LC_ASYNC
-        const int buf = (kt - kt_begin) & 1;
-        acc_t* const kc = ks + buf * LC_KP_ELEMS;
-        const acc_t* const vc = vs + buf * LC_V_ELEMS;
-        if (kt + 1 < kt_end) {  // the next tile goes into the buffers tile kt - 1 used
-            lc_async_tile<LC_BLOCK_N>(ks + (buf ^ 1) * LC_KP_ELEMS, LC_LDK, k, key0 + LC_BLOCK_N,
-                                      seq, d, tid);
-            lc_async_tile<LC_BLOCK_N>(vs + (buf ^ 1) * LC_V_ELEMS, LC_LDV, v, key0 + LC_BLOCK_N,
-                                      seq, d, tid);
-            lc_cp_commit();
-            lc_cp_wait<1>();  // this thread's copies of tile kt (and Q) have landed
-        } else {
-            lc_cp_wait<0>();
-        }
-#else
-        acc_t* const kc = ks;
-        const acc_t* const vc = vs;
         lc_load_tile(ks, LC_LDK, HEAD_DIM_P, LC_BLOCK_N, k, key0, seq, d, (acc_t)1, tid, 128);
         lc_load_tile(vs, LC_LDV, HEAD_DIM_P, LC_BLOCK_N, v, key0, seq, d, (acc_t)1, tid, 128);
-#endif
-        __syncthreads();  // tile kt is in shared memory for every thread
-        acc_t* const ps = kc;
+        __syncthreads();
 
         acc_t s[ROWS_PT][KEYS_PT] = {};
 #pragma unroll 4
@@ -341,19 +264,13 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
             }
 #pragma unroll
             for (int b = 0; b < KEYS_PT; ++b) {
-                const acc4 kb = lc_ld4<false>(kc + (tx + 8 * b) * LC_LDK + c);
+                const acc4 kb = lc_ld4<false>(ks + (tx + 8 * b) * LC_LDK + c);
 #pragma unroll
                 for (int a = 0; a < ROWS_PT; ++a)
 #pragma unroll
                     for (int e = 0; e < 4; ++e) s[a][b] = fma(qa[a].v[e], kb.v[e], s[a][b]);
             }
         }
-#if LC_ASYNC
-#pragma unroll
-        for (int a = 0; a < ROWS_PT; ++a)
-#pragma unroll
-            for (int b = 0; b < KEYS_PT; ++b) s[a][b] *= qmul;
-#endif
         __syncthreads();  // K is read by every warp; P overwrites it next
 
         const bool diagonal = causal && key0 + LC_BLOCK_N - 1 > q0;
@@ -400,7 +317,7 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
                     acc4 og[ROWS_PT];
 #pragma unroll
                     for (int a = 0; a < ROWS_PT; ++a) og[a] = acc[a][g];
-                    lc_pv4<ROWS_PT>(og, p, lc_ld4<false>(vc + (j + jj) * LC_LDV + g * 32 + tx * 4),
+                    lc_pv4<ROWS_PT>(og, p, lc_ld4<false>(vs + (j + jj) * LC_LDV + g * 32 + tx * 4),
                                     jj, diagonal);
 #pragma unroll
                     for (int a = 0; a < ROWS_PT; ++a) acc[a][g] = og[a];
