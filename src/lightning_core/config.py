@@ -87,7 +87,7 @@ _KNOB_LIST = (
     Knob("LC_CROSSOVER", _parse_bool, True,
          "Allow one-shot host calls with device='auto' to run on the CPU when that is faster."),
     Knob("LC_HOST_THREADS", int, 0,
-         "Host threads for staging copies and large CPU elementwise ops (0: min(4, cores))."),
+         "Most host threads for staging copies and large CPU elementwise ops (0: min(8, cores))."),
     Knob("LC_TUNE_HYST_PCT", float, 3.0,
          "A new tuned winner must beat the incumbent by more than this percentage."),
 )

@@ -2,9 +2,10 @@
 the CPU backend's large elementwise ops.
 
 NumPy copies and ufuncs release the GIL, so a few threads over disjoint chunks of one array
-raise the bandwidth one Python call reaches. Memory bandwidth, not cores, is the limit: the
-size is ``LC_HOST_THREADS`` (0 means min(4, cores)); more threads were slower on the H200
-host. The pool is made on first use and remade when the knob changes.
+raise the bandwidth one Python call reaches. Memory bandwidth, not cores, is the limit, and
+the best thread count grows with the size: each user asks for its own count (at most the
+pool's size, ``LC_HOST_THREADS``; 0 means min(8, cores)). The pool is made on first use and
+remade when the knob changes.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ _pool: list[tuple[int, ThreadPoolExecutor]] = []  # (size, pool), at most one en
 
 
 def host_threads() -> int:
-    """Threads of the host pool (``LC_HOST_THREADS``; 0 means min(4, cores))."""
+    """Threads of the host pool (``LC_HOST_THREADS``; 0 means min(8, cores))."""
     wanted = int(config.get("LC_HOST_THREADS"))
-    return wanted if wanted > 0 else min(4, os.cpu_count() or 1)
+    return wanted if wanted > 0 else min(8, os.cpu_count() or 1)
 
 
 def host_pool() -> ThreadPoolExecutor:

@@ -1,9 +1,11 @@
 """CPU binary elementwise ops (add, sub, mul, div): NumPy ufuncs straight into ``out``.
 
 A ufunc runs on one thread; on large arrays that leaves most of the host's memory bandwidth
-unused (NumPy takes ~2.3 ms for a 4M-element add on the H200 host). Large contiguous operands
+unused (NumPy takes ~2.6 ms for a 4M-element add on the H200 host). Large contiguous operands
 are therefore cut into chunks that the shared host pool (``runtime.host_threads``) runs at
-once; ufuncs release the GIL. Each chunk reads and writes one index range, so ``out`` may be
+once; ufuncs release the GIL. Measured there (probe_host, run 13): a 4 MB result went fastest
+on 2 threads (468 against 664 us on one), 16 MB on 8 (1071 against 2701 us), so one thread
+per ``_BYTES_PER_THREAD`` of result, up to the pool's size. Each chunk reads and writes one index range, so ``out`` may be
 ``a`` or ``b`` itself; any other overlap takes the single call (NumPy buffers it).
 """
 
@@ -21,7 +23,7 @@ __all__ = ["binary_numpy", "PARALLEL_MIN_BYTES"]
 _UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
 # Below this many output bytes one thread wins: handing chunks out costs tens of microseconds.
 PARALLEL_MIN_BYTES = 2 << 20
-_CHUNK_MIN_BYTES = 512 << 10
+_BYTES_PER_THREAD = 2 << 20
 
 
 def _chunkable(out: np.ndarray, *ins: np.ndarray) -> bool:
@@ -40,16 +42,16 @@ def _chunkable(out: np.ndarray, *ins: np.ndarray) -> bool:
 
 def _ufunc_chunks(ufunc: Any, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
     """Run ``ufunc(a, b, out=out)`` over chunks on the host pool; False when it must not."""
-    if out.nbytes < PARALLEL_MIN_BYTES or host_threads() == 1 or not _chunkable(out, a, b):
+    workers = min(host_threads(), out.nbytes // _BYTES_PER_THREAD)
+    if out.nbytes < PARALLEL_MIN_BYTES or workers <= 1 or not _chunkable(out, a, b):
         return False
     fa, fb, fo = a.reshape(-1), b.reshape(-1), out.reshape(-1)
-    per = max(1, _CHUNK_MIN_BYTES // out.itemsize)
 
     def part(lo: int, hi: int) -> None:
         with np.errstate(all="ignore"):  # error state is per thread
             ufunc(fa[lo:hi], fb[lo:hi], out=fo[lo:hi])
 
-    run_chunked(part, chunks(fo.size, parts=host_threads(), min_chunk=per, align=16))
+    run_chunked(part, chunks(fo.size, parts=workers, min_chunk=1, align=16))
     return True
 
 

@@ -305,15 +305,23 @@ class CudaBackend(Backend):
         caller = self._join_caller()
         with self._stream:
             arrays = []
+            pending = []  # (host source, device copy): queued together, one staging batch
             for i, operand in enumerate(call.inputs):
                 src = operand.array
                 if type(src) is np.ndarray:
-                    dev, nbytes = self.io.to_device(src, reuse=not io.uploads(i),
-                                                    remember=io.upload is not None, notes=notes)
-                    uploaded += nbytes
+                    dev, needed = self.io.device_copy(src, reuse=not io.uploads(i),
+                                                      remember=io.upload is not None,
+                                                      notes=notes)
+                    if needed:
+                        pending.append((src, dev))
                 else:
                     dev = self._check_device(call, src)
                 arrays.append(dev)
+            try:
+                uploaded = self.io.upload_many(pending)
+            except BaseException:
+                self.io.forget_resident()  # a remembered copy may hold a partial upload
+                raise
             dev_out = self._empty(call.out_shape, call.dtype) if out is None or host_out else out
             used = self._launch(impl, call, arrays, dev_out)
         synced = io.synchronize

@@ -26,6 +26,7 @@ __all__ = ["pinned_empty", "is_pinned", "HostIo", "Recycler", "stream_scratch"]
 _MIN_BLOCK = 1 << 16  # smallest staging block: 64 KiB
 _PARALLEL_MIN = 1 << 20  # below 1 MiB one thread copies faster than handing work out
 _CHUNK_MIN = 1 << 20
+_TWO_WORKERS_MAX = 12 << 20  # staging batches up to this size copy on 2 threads, larger on 4
 _RESIDENT_BYTES = 2 << 30  # device memory the residency cache may hold before evicting
 _H2D = 1  # cudaMemcpyHostToDevice
 _D2H = 2  # cudaMemcpyDeviceToHost
@@ -169,11 +170,20 @@ class HostIo:
         self._resident_entries = resident_entries
         self._inflight: collections.deque[tuple[Any, Any]] = collections.deque()
 
+    @staticmethod
+    def _workers(nbytes: int) -> int:
+        """Copy threads for ``nbytes`` of staging. Measured on the H200 host (probe_host, run
+        13): 4-8 MiB went fastest on 2 threads (4 were 1.3x slower), 16-32 MiB on 4."""
+        if nbytes < _PARALLEL_MIN:
+            return 1
+        return min(host_threads(), 2 if nbytes <= _TWO_WORKERS_MAX else 4)
+
     def _chunks(self, nbytes: int) -> list[tuple[int, int]]:
-        if nbytes < _PARALLEL_MIN or host_threads() == 1:
+        """Byte ranges of one download's copy out of staging: one per copy thread."""
+        workers = self._workers(nbytes)
+        if workers == 1:
             return [(0, nbytes)]
-        # Twice as many chunks as threads, so DMA of early chunks overlaps later copies.
-        return chunks(nbytes, parts=2 * host_threads(), min_chunk=_CHUNK_MIN, align=4096)
+        return chunks(nbytes, parts=workers, min_chunk=_CHUNK_MIN, align=4096)
 
     # -- staging blocks ----------------------------------------------------------------------
     def _acquire(self, nbytes: int) -> _Block:
@@ -199,48 +209,104 @@ class HostIo:
     # -- uploads -----------------------------------------------------------------------------
     def upload(self, src: np.ndarray, dst: Any) -> int:
         """Queue ``src`` (C-contiguous host array) into device array ``dst``; returns bytes."""
-        nbytes = src.nbytes
-        if nbytes == 0:
-            return 0
-        dst_ptr = dst.data.ptr
-        stream_ptr = self._stream.ptr
-        if is_pinned(src):
-            self._memcpy(dst_ptr, src.__array_interface__["data"][0], nbytes, _H2D, stream_ptr)
-            self._keep_alive(src)
-            return nbytes
-        block = self._acquire(nbytes)
-        flat = src.reshape(-1).view(np.uint8)
-        staging = block.view(nbytes)
-        chunks = self._chunks(nbytes)
-        if len(chunks) == 1:
-            np.copyto(staging, flat)
-            self._memcpy(dst_ptr, block.ptr, nbytes, _H2D, stream_ptr)
-        else:
-            pool = host_pool()
-            futures = [pool.submit(np.copyto, staging[lo:hi], flat[lo:hi]) for lo, hi in chunks]
-            for (lo, hi), fut in zip(chunks, futures, strict=True):
-                fut.result()
-                self._memcpy(dst_ptr + lo, block.ptr + lo, hi - lo, _H2D, stream_ptr)
-        self._release(block)
-        return nbytes
+        return self.upload_many([(src, dst)])
 
-    def to_device(self, src: np.ndarray, *, reuse: bool, remember: bool,
-                  notes: list[str]) -> tuple[Any, int]:
-        """The device copy of a host input and the bytes uploaded for it.
+    def upload_many(self, pairs: list[tuple[np.ndarray, Any]]) -> int:
+        """Queue every ``(src, dst)`` host-to-device copy of one call; returns bytes.
+
+        Pinned sources go straight to DMA. The others are staged through pinned blocks as one
+        batch: their chunks are spread over the copy threads together (a call's inputs share
+        the host's memory bandwidth, so the batch, not each input, picks the thread count) and
+        each chunk's DMA is queued, in order, as soon as it is staged.
+        """
+        stream_ptr = self._stream.ptr
+        total = 0
+        staged: list[tuple[np.ndarray, int, int]] = []  # (flat bytes, dst ptr, nbytes)
+        for src, dst in pairs:
+            nbytes = src.nbytes
+            if nbytes == 0:
+                continue
+            total += nbytes
+            if is_pinned(src):
+                self._memcpy(dst.data.ptr, src.__array_interface__["data"][0], nbytes, _H2D,
+                             stream_ptr)
+                self._keep_alive(src)
+            else:
+                staged.append((src.reshape(-1).view(np.uint8), dst.data.ptr, nbytes))
+        if not staged:
+            return total
+        workers = self._workers(sum(n for _, _, n in staged))
+        blocks = [self._acquire(n) for _, _, n in staged]
+        # jobs: (staging view, source view, dst ptr, staging ptr, bytes), in DMA order
+        jobs = []
+        for (flat, dst_ptr, nbytes), block in zip(staged, blocks, strict=True):
+            view = block.view(nbytes)
+            # Two chunks per thread, so the DMA of early chunks overlaps later copies.
+            pieces = chunks(nbytes, parts=2 * workers, min_chunk=_CHUNK_MIN, align=4096) \
+                if workers > 1 else [(0, nbytes)]
+            jobs += [(view[lo:hi], flat[lo:hi], dst_ptr + lo, block.ptr + lo, hi - lo)
+                     for lo, hi in pieces]
+        if workers == 1 or len(jobs) == 1:
+            try:
+                for dst_view, src_view, dst_ptr, ptr, n in jobs:
+                    np.copyto(dst_view, src_view)
+                    self._memcpy(dst_ptr, ptr, n, _H2D, stream_ptr)
+            finally:
+                for block in blocks:
+                    self._release(block)
+            return total
+        done = [threading.Event() for _ in jobs]
+        failed: list[BaseException] = []
+
+        def copy_share(first: int) -> None:
+            mine = range(first, len(jobs), workers)
+            try:
+                for i in mine:
+                    if failed:
+                        return
+                    np.copyto(jobs[i][0], jobs[i][1])
+                    done[i].set()
+            except BaseException as exc:
+                failed.append(exc)
+                raise
+            finally:
+                for i in mine:  # never leave the queueing thread waiting
+                    done[i].set()
+
+        pool = host_pool()
+        futures = [pool.submit(copy_share, w) for w in range(workers)]
+        try:
+            for job, ready in zip(jobs, done, strict=True):
+                ready.wait()
+                if failed:
+                    break
+                self._memcpy(job[2], job[3], job[4], _H2D, stream_ptr)
+        finally:
+            for fut in futures:
+                fut.exception()  # every worker is done before the blocks go back
+            for block in blocks:
+                self._release(block)
+        if failed:
+            raise failed[0]
+        return total
+
+    def device_copy(self, src: np.ndarray, *, reuse: bool, remember: bool,
+                    notes: list[str]) -> tuple[Any, bool]:
+        """The device array for a host input and whether it must be uploaded now.
 
         ``reuse``: the policy says a device copy uploaded earlier is current; on a miss the
         array is uploaded anyway (note ``upload_forced_no_resident_copy``). ``remember``: keep
-        the uploaded copy for a later ``reuse`` call.
+        the uploaded copy for a later ``reuse`` call. Queue the uploads (``upload_many``)
+        before any work that reads them.
         """
         key = (src.__array_interface__["data"][0], src.shape, src.dtype.str)
         cached = self._resident.get(key)
         if reuse:
             if cached is not None:
                 self._resident.move_to_end(key)
-                return cached, 0
+                return cached, False
             notes.append("upload_forced_no_resident_copy")
         dev = cached if cached is not None else self._cp.empty(src.shape, src.dtype)
-        nbytes = self.upload(src, dev)
         if remember or cached is not None:
             self._resident[key] = dev
             self._resident.move_to_end(key)
@@ -248,7 +314,7 @@ class HostIo:
             while len(self._resident) > 1 and (len(self._resident) > self._resident_entries
                                                or held > _RESIDENT_BYTES):
                 held -= self._resident.popitem(last=False)[1].nbytes
-        return dev, nbytes
+        return dev, True
 
     def forget_resident(self) -> None:
         """Drop every remembered device copy (after OOM, or on request)."""

@@ -1,0 +1,122 @@
+"""The CUDA backend's staged uploads (``HostIo.upload_many``), driven with a stand-in for CuPy.
+
+The stand-in's "device" is host memory and its asynchronous copy runs at once, so every byte
+that would travel is checked: one batch per call, chunks queued in order, pinned sources sent
+directly, staging blocks reused, a failing copy re-raised.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import types
+
+import numpy as np
+import pytest
+
+from lightning_core import config
+from lightning_core.backends.cuda import memory
+
+
+class _Mem(bytearray):
+    """Pinned memory stand-in: a buffer with a ``ptr``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.ptr = ctypes.addressof((ctypes.c_char * size).from_buffer(self))
+
+
+class _Event:
+    done = True
+
+    def record(self, stream=None):
+        pass
+
+
+class _Dev:
+    """A 'device' array: host memory with ``.data.ptr``."""
+
+    def __init__(self, n: int) -> None:
+        self.host = np.full(n, 0xAB, np.uint8)
+        self.data = types.SimpleNamespace(ptr=self.host.ctypes.data)
+
+
+@pytest.fixture
+def io(monkeypatch):
+    copies = []
+
+    def memcpy(dst, src, n, kind, stream):
+        copies.append((dst, n))
+        ctypes.memmove(dst, src, n)
+
+    cuda = types.SimpleNamespace(alloc_pinned_memory=_Mem, Event=lambda **kw: _Event(),
+                                 runtime=types.SimpleNamespace(memcpyAsync=memcpy))
+    fake = types.SimpleNamespace(cuda=cuda)
+    pinned = set()
+    monkeypatch.setattr(memory, "_is_memory_pinned", [lambda ptr: ptr in pinned])
+    host_io = memory.HostIo(fake, types.SimpleNamespace(ptr=5))
+    host_io.copies, host_io.pinned = copies, pinned
+    return host_io
+
+
+def _src(rng, nbytes):
+    return rng.integers(0, 255, nbytes, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("sizes,threads", [((3 << 20, 5 << 20), 4), ((20 << 20,), 8),
+                                           ((100, 2 << 20, 0), 4), ((7 << 20,), 1)])
+def test_every_byte_arrives_and_chunks_go_in_order(io, rng, sizes, threads):
+    srcs = [_src(rng, n) for n in sizes]
+    devs = [_Dev(n) for n in sizes]
+    with config.override(LC_HOST_THREADS=threads):
+        assert io.upload_many(list(zip(srcs, devs, strict=True))) == sum(sizes)
+    for src, dev in zip(srcs, devs, strict=True):
+        np.testing.assert_array_equal(dev.host, src)
+    # DMA order: source by source, chunk by chunk (each chunk queued once it is staged).
+    starts = [d.data.ptr for d in devs if d.host.size]
+    order = [next(i for i, s in enumerate(starts) if s <= dst < s + (1 << 40)) for dst, _ in
+             io.copies]
+    assert order == sorted(order)
+    assert sum(n for _, n in io.copies) == sum(sizes)
+
+
+def test_batch_picks_the_thread_count_by_total_bytes():
+    with config.override(LC_HOST_THREADS=8):
+        assert memory.HostIo._workers(512 << 10) == 1
+        assert memory.HostIo._workers(8 << 20) == 2
+        assert memory.HostIo._workers(32 << 20) == 4
+    with config.override(LC_HOST_THREADS=1):
+        assert memory.HostIo._workers(32 << 20) == 1
+
+
+def test_pinned_sources_skip_staging(io, rng):
+    a, b = _src(rng, 3 << 20), _src(rng, 3 << 20)
+    io.pinned.add(a.ctypes.data)
+    da, db = _Dev(a.size), _Dev(b.size)
+    io.upload_many([(a, da), (b, db)])
+    np.testing.assert_array_equal(da.host, a)
+    np.testing.assert_array_equal(db.host, b)
+    assert (da.data.ptr, a.size) in io.copies  # one direct copy from the pinned source
+    assert io.staged_bytes() == 4 << 20  # only b was staged (one block, kept for reuse)
+
+
+def test_staging_blocks_are_reused(io, rng):
+    a = _src(rng, 6 << 20)
+    for _ in range(3):
+        io.upload_many([(a, _Dev(a.size))])
+    assert io.staged_bytes() == 8 << 20
+
+
+def test_a_failing_copy_is_raised_after_the_batch(io, rng, monkeypatch):
+    a = _src(rng, 8 << 20)
+    real = np.copyto
+    calls = []
+
+    def flaky(dst, src, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MemoryError("copy failed")
+        return real(dst, src, *args, **kwargs)
+
+    monkeypatch.setattr(memory.np, "copyto", flaky)
+    with config.override(LC_HOST_THREADS=4), pytest.raises(MemoryError, match="copy failed"):
+        io.upload_many([(a, _Dev(a.size))])
