@@ -174,7 +174,10 @@ def test_promoted_table_and_gemm_knobs(tmp_path):
             ["cublas"]
     with config.override(LC_MATMUL_PREFER_CUBLAS_ON_LARGE=False):
         assert tuner.promoted(mm, large, gemms) is None
-    assert tuner.promoted(mm, {"m": 256, "k": 256, "n": 256}, gemms) is None
+    # Small products default to our tiled kernel, mid-sized ones to the dispatcher's default.
+    assert tuner.promoted(mm, {"m": 256, "k": 256, "n": 256}, gemms).variant == "tiled"
+    assert tuner.promoted(mm, {"m": 1024, "k": 1024, "n": 1024}, gemms) is None
+    assert tuner.promoted(mm, {"m": 256, "k": 256, "n": 256}, _impls("cublas")) is None
 
 
 def test_hysteresis_and_vendor_margin():

@@ -38,6 +38,7 @@ from .. import config
 # modules does not import CuPy).
 from ..backends.cuda.attention import ROWS_AUTO_MAX_SEQ
 from ..backends.cuda.conv import DIRECT_MAX_MACS, DIRECT_MAX_TAPS
+from ..backends.cuda.gemm import TILED_MAX_OPS
 from ..runtime.backend import Backend, Impl, implementations
 from ..runtime.dispatch import Call, clear_decisions
 from .cache import TuneCache
@@ -69,6 +70,7 @@ PROMOTED: tuple[Promoted, ...] = (
     Promoted("attention", "fused_small",
              lambda d: d["s"] <= 128 and d["s"] ** 2 * d["d"] <= 1 << 17),
     Promoted("attention", "flash_splitkv", lambda d: d["s"] >= 256),
+    Promoted("matmul", "tiled", lambda d: d["m"] * d["k"] * d["n"] <= TILED_MAX_OPS),
     Promoted("conv2d", "direct", lambda d: d["c"] * d["kh"] * d["kw"] <= DIRECT_MAX_TAPS),
     Promoted("conv2d", "im2col_gemm", lambda d: d["c"] * d["kh"] * d["kw"] > DIRECT_MAX_TAPS
              and d["n"] * d["oc"] * d["oh"] * d["ow"] * d["c"] * d["kh"] * d["kw"]

@@ -24,7 +24,7 @@ from .memory import HostIo, Recycler, is_pinned, pinned_empty
 
 __all__ = ["CudaBackend", "cupy_or_none"]
 
-_KERNEL_MODULES = ("elementwise", "nn", "blas")
+_KERNEL_MODULES = ("elementwise", "nn", "blas", "gemm")
 _OPTIONAL_MODULES = ("attention", "conv")
 
 
