@@ -153,8 +153,10 @@ class Recycler:
             self._streams.append(stream_ptr)
         return arr
 
-    def __del__(self) -> None:
-        _recycled_bytes[0] -= self._nbytes * len(self._arrays)
+    def __del__(self, _held: list[int] = _recycled_bytes) -> None:
+        # The budget list is bound at definition: at interpreter exit the module's globals
+        # may already be gone when the last recyclers are collected.
+        _held[0] -= self._nbytes * len(self._arrays)
 
 
 class HostIo:
