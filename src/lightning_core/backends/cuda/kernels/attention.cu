@@ -122,8 +122,6 @@ __device__ __forceinline__ void lc_load_tile(acc_t* dst, int ld, int width, int 
                                              const io_t* __restrict__ src, int row0, int seq,
                                              int d, acc_t mul, int tid, int nthreads) {
     const int w4 = width >> 2;
-    // Unrolled so that several loads are in flight before the first shared store.
-#pragma unroll 4
     for (int idx = tid; idx < rows * w4; idx += nthreads) {
         const int r = idx / w4;
         const int c = (idx - r * w4) << 2;
@@ -372,11 +370,9 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
         const int r = ty + 16 * a;
         if (q0 + r >= seq) continue;
         acc_t m_all = LC_NEG_INF;
-#pragma unroll 4
         for (int i = 0; i < splits; ++i) m_all = fmax(m_all, __ldcg(ml + i * 2 * LC_BLOCK_M + r));
         acc_t l_all = (acc_t)0;
         acc4 o[LC_NG] = {};
-#pragma unroll 4
         for (int i = 0; i < splits; ++i) {
             const acc_t mi = __ldcg(ml + i * 2 * LC_BLOCK_M + r);
             if (mi == LC_NEG_INF) continue;  // an empty split contributes nothing
