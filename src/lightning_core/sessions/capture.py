@@ -188,17 +188,25 @@ class CapturedFunction:
         return self._replay(key, args, sync)
 
     def _replay(self, key: Any, args: tuple[Any, ...], sync: bool) -> Any:
-        if self.mode == "address":
-            # Device inputs are read where they are: wait for the caller's queued writes.
-            self._ex.follow_caller()
-        holder = self._variant(key, args)
         t0 = time.perf_counter_ns() if TRACE.enabled else 0
-        if not holder.pop("fresh", False):  # a fresh capture already ran on these inputs
-            self._ex.replay(key, 1)
-        if sync:
-            self._ex.sync()
+        holder = self._variants.get(key) if self.mode == "address" else None
+        if holder is not None and "fresh" not in holder and self._ex.launch_on_caller(key):
+            # Device inputs read in place, the graph queued on the caller's own stream: it is
+            # ordered with the caller's writes before and its work after, no events needed.
+            self._variants.move_to_end(key)
+            if sync:
+                self._ex.sync_caller()
         else:
-            self._ex.hand_to_caller()
+            if self.mode == "address":
+                # Device inputs are read where they are: wait for the caller's queued writes.
+                self._ex.follow_caller()
+            holder = self._variant(key, args)
+            if not holder.pop("fresh", False):  # a fresh capture already ran on these inputs
+                self._ex.replay(key, 1)
+            if sync:
+                self._ex.sync()
+            else:
+                self._ex.hand_to_caller()
         if TRACE.enabled:
             TRACE.record(TraceEvent(type="graph_replay", timestamp_ns=t0,
                                     duration_ns=time.perf_counter_ns() - t0, op="capture",

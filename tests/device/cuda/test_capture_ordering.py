@@ -65,3 +65,29 @@ def test_unsynced_outputs_are_ordered_before_the_callers_next_work(cp, rng):
         copy = out.copy()  # queued on the caller's stream: must see the replay's result
     user.synchronize()
     assert_close(copy, np.maximum(a1, 0))
+
+
+def test_address_replays_on_several_caller_streams_and_new_variants(cp, rng):
+    """Replays queued on the caller's own streams stay ordered with everything the session
+    queues on its stream later (a new variant's capture, an evicted variant's memory)."""
+    hosts = [rand(rng, 29, 11) for _ in range(4)]
+    xs = [cp.asarray(h) for h in hosts]
+    sess = lc.capture(lambda t: lc.relu(t), xs[0], inputs="address", max_variants=2)
+    streams = [cp.cuda.Stream(non_blocking=True) for _ in range(2)]
+    for round_ in range(3):
+        for i, x in enumerate(xs):  # 4 address sets through 2 variants: evictions each round
+            stream = streams[(i + round_) % 2]
+            with stream:
+                _hold(cp, stream, 2.0)
+                got = sess(x, sync=False).copy()  # read on the caller's stream, no host sync
+            stream.synchronize()
+            assert_close(got, np.maximum(hosts[i], 0))
+    assert sess.variant_count <= 2
+    # Same variant twice in a row on one held stream: the second replay is the graph launch
+    # on the caller's stream, after the spin and the rewrite of the input.
+    with streams[0]:
+        sess(xs[0])
+        _hold(cp, streams[0])
+        xs[0][...] = cp.asarray(hosts[1])
+        got = sess(xs[0])
+    assert_close(got, np.maximum(hosts[1], 0))

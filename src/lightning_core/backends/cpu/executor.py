@@ -71,5 +71,12 @@ class EagerExecutor:
     def hand_to_caller(self) -> None:
         """Nothing to order on the CPU."""
 
+    def launch_on_caller(self, key: Any) -> bool:
+        """No graphs on the CPU: replays take the session's own road."""
+        return False
+
+    def sync_caller(self) -> None:
+        """Nothing to wait for on the CPU."""
+
     def run_eager(self, fn: Callable[[], Any]) -> Any:
         return fn()

@@ -45,6 +45,8 @@ class GraphExecutor:
         self._events = (cupy.cuda.Event(disable_timing=True), cupy.cuda.Event(disable_timing=True))
         self._current = cupy.cuda.get_current_stream
         self._record, self._wait = cupy.cuda.runtime.eventRecord, cupy.cuda.runtime.streamWaitEvent
+        # Caller streams that replays were queued on since the session stream last waited.
+        self._caller_streams: dict[int, Any] = {}
 
     @property
     def variant_count(self) -> int:
@@ -161,12 +163,41 @@ class GraphExecutor:
 
     def follow_caller(self) -> None:
         """Order the session stream after what the caller queued so far on its current stream
-        (device inputs read in place may still be being written there)."""
-        caller, mine = self._current().ptr, self.stream.ptr
-        if caller != mine:
-            event = self._events[0].ptr
-            self._record(event, caller)
-            self._wait(mine, event)
+        (device inputs read in place may still be being written there), and after every
+        replay ``launch_on_caller`` queued on other streams."""
+        current = self._current()
+        self._caller_streams[current.ptr] = current
+        mine = self.stream.ptr
+        event = self._events[0].ptr
+        for ptr in self._caller_streams:
+            if ptr != mine:
+                self._record(event, ptr)
+                self._wait(mine, event)
+        self._caller_streams.clear()
+
+    def launch_on_caller(self, key: Any) -> bool:
+        """Queue the one-step graph of ``key`` on the caller's current stream; False when there
+        is none (not captured yet, or replays run eagerly).
+
+        For inputs read in place: the replay is ordered after the caller's writes and before
+        its later work by the stream itself, so no events are recorded. Launches of one graph
+        run in launch order whatever their streams; session-stream work waits for these
+        launches in ``follow_caller``.
+        """
+        graph = self._graphs.get((key, 1))
+        if graph is None:
+            return False
+        current = self._current()
+        try:
+            graph.launch(stream=current)
+        except self._cp.cuda.runtime.CUDARuntimeError as exc:
+            raise BackendError(f"[session] graph replay failed: {exc}") from None
+        self._caller_streams[current.ptr] = current
+        return True
+
+    def sync_caller(self) -> None:
+        """Wait for the caller's current stream."""
+        self._current().synchronize()
 
     def hand_to_caller(self) -> None:
         """Order the caller's current stream after the session's queued work (outputs handed
