@@ -58,7 +58,7 @@ def test_chunked_binary_matches_reference(rng, kind):
     a, b = _big(rng, n), _big(rng, n)
     out = np.full(n, np.nan, np.float32)
     with config.override(LC_HOST_THREADS=4):
-        assert cpu_ew._ufunc_chunks(cpu_ew._UFUNCS[kind], a, b, out)
+        assert cpu_ew.chunked(cpu_ew._IEEE[kind], out, a, b)
     ref = lc.binary_reference(a, b, kind)
     np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
 
@@ -93,5 +93,23 @@ def test_ieee_results_without_warnings_on_worker_threads(rng):
     b = np.zeros(n, np.float32)
     out = np.empty(n, np.float32)
     with config.override(LC_HOST_THREADS=4), np.errstate(all="raise"):
-        assert cpu_ew._ufunc_chunks(np.divide, a, b, out)
+        assert cpu_ew.chunked(cpu_ew._IEEE["div"], out, a, b)
     assert np.all(np.isinf(out[a != 0]))
+
+
+@pytest.mark.parametrize("op,approx", [("relu", None), ("gelu", "tanh"), ("gelu", "none")])
+def test_chunked_unary_ops_match_the_single_call(rng, op, approx):
+    n = cpu_ew.PARALLEL_MIN_BYTES // 4 * 2 + 7
+    x = _big(rng, n) * 4
+    x[::97] = np.nan
+    args = () if op == "relu" else (approx,)
+    with config.override(LC_HOST_THREADS=1):
+        single = getattr(lc, op)(x, *args, "cpu")
+    with config.override(LC_HOST_THREADS=4):
+        many = getattr(lc, op)(x, *args, "cpu")
+        inplace = x.copy()
+        got = getattr(lc, f"{op}_into")(inplace, inplace, *args, "cpu")
+    # Same arithmetic, chunk by chunk: bit-identical, NaN where the input was NaN.
+    np.testing.assert_array_equal(many, single)
+    assert got is inplace
+    np.testing.assert_array_equal(inplace, single)

@@ -11,6 +11,7 @@ per ``_BYTES_PER_THREAD`` of result, up to the pool's size. Each chunk reads and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from ...runtime.backend import register
 from ...runtime.host_threads import chunks, host_threads, run_chunked
 
-__all__ = ["binary_numpy", "PARALLEL_MIN_BYTES"]
+__all__ = ["binary_numpy", "chunked", "PARALLEL_MIN_BYTES"]
 
 _UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
 # Below this many output bytes one thread wins: handing chunks out costs tens of microseconds.
@@ -40,27 +41,37 @@ def _chunkable(out: np.ndarray, *ins: np.ndarray) -> bool:
     return True
 
 
-def _ufunc_chunks(ufunc: Any, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
-    """Run ``ufunc(a, b, out=out)`` over chunks on the host pool; False when it must not."""
+def chunked(fn: Callable[..., None], out: np.ndarray, *ins: np.ndarray) -> bool:
+    """Run ``fn(*ins_chunk, out_chunk)`` over index chunks of the flattened operands on the
+    host pool; False (nothing done) when ``out`` is too small or an operand does not allow it.
+    ``fn`` must be elementwise and GIL-releasing (NumPy ufuncs); NumPy's error state is per
+    thread, so ``fn`` sets its own."""
     workers = min(host_threads(), out.nbytes // _BYTES_PER_THREAD)
-    if out.nbytes < PARALLEL_MIN_BYTES or workers <= 1 or not _chunkable(out, a, b):
+    if out.nbytes < PARALLEL_MIN_BYTES or workers <= 1 or not _chunkable(out, *ins):
         return False
-    fa, fb, fo = a.reshape(-1), b.reshape(-1), out.reshape(-1)
+    flats, fo = [x.reshape(-1) for x in ins], out.reshape(-1)
 
     def part(lo: int, hi: int) -> None:
-        with np.errstate(all="ignore"):  # error state is per thread
-            ufunc(fa[lo:hi], fb[lo:hi], out=fo[lo:hi])
+        fn(*(f[lo:hi] for f in flats), fo[lo:hi])
 
     run_chunked(part, chunks(fo.size, parts=workers, min_chunk=1, align=16))
     return True
 
 
+def _ieee(ufunc: Any) -> Callable[..., None]:
+    def run(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        # IEEE results (x/0 = inf, 0/0 = nan, overflow = inf) are the contract, not a warning.
+        with np.errstate(all="ignore"):
+            ufunc(a, b, out=out)
+    return run
+
+
+_IEEE = {kind: _ieee(ufunc) for kind, ufunc in _UFUNCS.items()}
+
+
 @register("cpu", "binary", "numpy")
 def binary_numpy(a: np.ndarray, b: np.ndarray, *, out: np.ndarray, kind: str) -> None:
     """``out = a <kind> b``; ``out`` may be ``a`` or ``b`` itself (ufuncs handle exact aliasing)."""
-    ufunc = _UFUNCS[kind]
-    if _ufunc_chunks(ufunc, a, b, out):
-        return
-    # IEEE results (x/0 = inf, 0/0 = nan, overflow = inf) are the contract, not a warning.
-    with np.errstate(all="ignore"):
-        ufunc(a, b, out=out)
+    run = _IEEE[kind]
+    if not chunked(run, out, a, b):
+        run(a, b, out)

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from ...runtime.backend import register
+from .elementwise import chunked
 
 __all__ = [
     "erf",
@@ -125,19 +126,24 @@ def _activate(out: np.ndarray, activation: str | None) -> None:
         _gelu_erf(out, out)
 
 
+def _relu(x: np.ndarray, out: np.ndarray) -> None:
+    np.maximum(x, 0, out=out)
+
+
 @register("cpu", "relu", "numpy")
 def relu_numpy(x: np.ndarray, *, out: np.ndarray) -> None:
-    """max(x, 0); NaN stays NaN."""
-    np.maximum(x, 0, out=out)
+    """max(x, 0); NaN stays NaN. Large arrays run in chunks on the host pool."""
+    if not chunked(_relu, out, x):
+        _relu(x, out)
 
 
 @register("cpu", "gelu", "numpy")
 def gelu_numpy(x: np.ndarray, *, out: np.ndarray, approximate: str) -> None:
-    """GELU, tanh approximation or exact erf form (``approximate="none"``)."""
-    if approximate == "tanh":
-        _gelu_tanh(x, out)
-    else:
-        _gelu_erf(x, out)
+    """GELU, tanh approximation or exact erf form (``approximate="none"``). Large arrays run
+    in chunks on the host pool."""
+    fn = _gelu_tanh if approximate == "tanh" else _gelu_erf
+    if not chunked(fn, out, x):
+        fn(x, out)
 
 
 @register("cpu", "softmax", "numpy")
