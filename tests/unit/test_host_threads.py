@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import run_in_threads
 
 import lightning_core as lc
 from lightning_core import config
@@ -46,6 +47,22 @@ def test_pool_follows_the_knob():
         assert ht.host_pool()._max_workers == 3
     with config.override(LC_HOST_THREADS=2):
         assert ht.host_pool()._max_workers == 2
+
+
+def test_threads_with_different_pool_sizes_run_at_once(rng):
+    """Each thread's knob scope picks its own pool; none is shut down under another."""
+    n = cpu_ew.PARALLEL_MIN_BYTES // 4 * 3
+    a, b = _big(rng, n), _big(rng, n)
+    ref = a.astype(np.float64) + b
+
+    def work(i: int) -> None:
+        for _ in range(5):
+            with config.override(LC_HOST_THREADS=2 + i % 3):
+                out = np.empty_like(a)
+                assert cpu_ew.chunked(cpu_ew._IEEE["add"], out, a, b)
+                np.testing.assert_allclose(out, ref, rtol=1e-6)
+
+    assert run_in_threads(work, 6) == []
 
 
 def _big(rng, n):

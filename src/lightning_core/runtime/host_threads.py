@@ -4,8 +4,8 @@ the CPU backend's large elementwise ops.
 NumPy copies and ufuncs release the GIL, so a few threads over disjoint chunks of one array
 raise the bandwidth one Python call reaches. Memory bandwidth, not cores, is the limit, and
 the best thread count grows with the size: each user asks for its own count (at most the
-pool's size, ``LC_HOST_THREADS``; 0 means min(8, cores)). The pool is made on first use and
-remade when the knob changes.
+pool's size, ``LC_HOST_THREADS``; 0 means min(8, cores)). A pool is made on first use of its
+size and kept (idle threads of an unused size cost nothing but memory).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from .. import config
 __all__ = ["host_threads", "host_pool", "chunks", "run_chunked"]
 
 _lock = threading.Lock()
-_pool: list[tuple[int, ThreadPoolExecutor]] = []  # (size, pool), at most one entry
+# One pool per size ever asked for (a knob change, even one scoped to a thread by
+# ``config.override``, must not shut down a pool another thread is using).
+_pools: dict[int, ThreadPoolExecutor] = {}
 
 
 def host_threads() -> int:
@@ -32,14 +34,12 @@ def host_threads() -> int:
 def host_pool() -> ThreadPoolExecutor:
     """The shared pool, sized by ``host_threads()``."""
     size = host_threads()
-    with _lock:
-        if _pool and _pool[0][0] == size:
-            return _pool[0][1]
-        old = _pool.pop()[1] if _pool else None
-        pool = ThreadPoolExecutor(size, thread_name_prefix="lc-host")
-        _pool.append((size, pool))
-    if old is not None:
-        old.shutdown(wait=False)
+    pool = _pools.get(size)
+    if pool is None:
+        with _lock:
+            pool = _pools.get(size)
+            if pool is None:
+                pool = _pools[size] = ThreadPoolExecutor(size, thread_name_prefix="lc-host")
     return pool
 
 
