@@ -7,28 +7,16 @@ Run on the GPU machine: PYTHONPATH=src python3 tools/probe_auto.py [out.txt]
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 
 import numpy as np
 from profile_overhead import report
 
 import lightning_core as lc
+from lightning_core.bench.suites.timers import host_median_us
 from lightning_core.runtime.backend import get_backend
 from lightning_core.tuning import CROSSOVER, keys
 from lightning_core.tuning.shapes import make_call
-
-
-def median_us(fn, n: int = 60) -> float:
-    for _ in range(10):
-        fn()
-    samples = []
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        fn()
-        samples.append((time.perf_counter_ns() - t0) / 1e3)
-    return statistics.median(samples)
 
 
 def main(path: str | None) -> None:
@@ -63,7 +51,7 @@ def main(path: str | None) -> None:
         est = CROSSOVER.estimate(cuda, keys.SPECS[key], make_call(key, dims))
         lines.append(f"{name}: estimate cpu {est.cpu_us:.1f} us gpu {est.gpu_us:.1f} us "
                      f"({est.source})")
-        times = {d: median_us(lambda d=d: fn(*hosts, d)) for d in ("auto", "cpu", "cuda")}
+        times = {d: host_median_us(lambda d=d: fn(*hosts, d)) for d in ("auto", "cpu", "cuda")}
         lines.append(f"{name}: " + ", ".join(f"{d} {t:.1f} us" for d, t in times.items()))
     report("\n".join(lines), path)
 

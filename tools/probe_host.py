@@ -8,9 +8,7 @@ machine: PYTHONPATH=src python3 tools/probe_host.py [out.txt]
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 
 import cupy as cp
 import numpy as np
@@ -18,18 +16,8 @@ from profile_overhead import report
 
 import lightning_core as lc
 from lightning_core import config
+from lightning_core.bench.suites.timers import host_median_us
 from lightning_core.runtime.backend import get_backend
-
-
-def med(fn, n: int = 25) -> float:
-    for _ in range(3):
-        fn()
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        fn()
-        out.append((time.perf_counter_ns() - t0) / 1e3)
-    return statistics.median(out)
 
 
 def main(path: str | None) -> None:
@@ -63,7 +51,7 @@ def main(path: str | None) -> None:
         rows.append(("torch one-shot a + b", lambda: (torch.from_numpy(a).cuda()
                                                       + torch.from_numpy(b).cuda()).cpu().numpy()))
         for name, fn in rows:
-            lines.append(f"n={n:<8d} {4 * n / 1e6:6.1f} MB  {name:32s} {med(fn):9.1f} us")
+            lines.append(f"n={n:<8d} {4 * n / 1e6:6.1f} MB  {name:32s} {host_median_us(fn):9.1f} us")
             print(lines[-1], flush=True)
     report("\n".join(lines), path, echo=False)
 

@@ -8,9 +8,7 @@ on the GPU machine: PYTHONPATH=src python3 tools/probe_oneshot.py [out.txt]
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 
 import cupy as cp
 import numpy as np
@@ -18,18 +16,8 @@ from profile_overhead import profile_text, report
 
 import lightning_core as lc
 from lightning_core.backends.cuda.memory import pinned_empty
+from lightning_core.bench.suites.timers import host_median_us
 from lightning_core.runtime.backend import get_backend
-
-
-def med(fn, n: int = 40) -> float:
-    for _ in range(5):
-        fn()
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        fn()
-        out.append((time.perf_counter_ns() - t0) / 1e3)
-    return statistics.median(out)
 
 
 def main(path: str | None) -> None:
@@ -53,7 +41,7 @@ def main(path: str | None) -> None:
         ("matrix_sub 1024^2 one-shot, pinned", lambda: lc.matrix_sub(flat_a, flat_b, 1024, 1024,
                                                                      "cuda")),
     ]
-    lines = [f"{name:44s} {med(fn):9.1f} us" for name, fn in rows]
+    lines = [f"{name:44s} {host_median_us(fn):9.1f} us" for name, fn in rows]
     by_name = dict(rows)
     for name in ("matmul 1024^3 one-shot, pageable", "matrix_sub 1024^2 one-shot, pinned"):
         lines.append(profile_text(name, by_name[name], 40, 16))

@@ -7,26 +7,14 @@ PYTHONPATH=src python3 tools/probe_register.py [out.txt]
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 
 import cupy as cp
 import numpy as np
 from profile_overhead import report
 
+from lightning_core.bench.suites.timers import host_median_us
 from lightning_core.runtime.backend import get_backend
-
-
-def med(fn, n: int = 30) -> float:
-    for _ in range(3):
-        fn()
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        fn()
-        out.append((time.perf_counter_ns() - t0) / 1e3)
-    return statistics.median(out)
 
 
 def main(path: str | None) -> None:
@@ -61,7 +49,7 @@ def main(path: str | None) -> None:
                          ("register + unregister only", register_only),
                          ("staged upload", staged), ("pageable memcpy", pageable)):
             try:
-                us = med(fn)
+                us = host_median_us(fn)
                 lines.append(f"{mb:3d} MB  {name:32s} {us:9.1f} us  {n / us / 1e3:6.1f} GB/s")
             except Exception as exc:  # noqa: BLE001 - a probe reports what failed
                 lines.append(f"{mb:3d} MB  {name:32s} failed: {exc}")

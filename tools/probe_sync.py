@@ -7,9 +7,7 @@ PYTHONPATH=src python3 tools/probe_sync.py [out.txt]
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 
 import cupy as cp
 import numpy as np
@@ -17,19 +15,7 @@ from profile_overhead import report
 
 import lightning_core as lc
 from lightning_core.backends.cuda import elementwise as ew
-
-
-def synced(fn, sync, n: int = 600) -> float:
-    for _ in range(50):
-        fn()
-        sync()
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        fn()
-        sync()
-        out.append((time.perf_counter_ns() - t0) / 1e3)
-    return statistics.median(out)
+from lightning_core.bench.suites.timers import host_median_us
 
 
 def main(path: str | None) -> None:
@@ -58,7 +44,7 @@ def main(path: str | None) -> None:
             ("torch.cuda.synchronize alone", lambda: None, torch.cuda.synchronize),
         ]
         for name, fn, sync in rows:
-            lines.append(f"n={n:<8d} {name:40s} {synced(fn, sync):7.2f} us")
+            lines.append(f"n={n:<8d} {name:40s} {host_median_us(fn, sync, warmup=50, iters=600, budget_s=2.0):7.2f} us")
             print(lines[-1], flush=True)
     report("\n".join(lines), path, echo=False)
 

@@ -254,3 +254,15 @@ def test_torch_compile_on_cuda(tmp_path):
     assert rc == 0
     (row,) = _rows(tmp_path / "ml_all_bench.csv")
     assert float(row["torch_compile_ms"]) > 0 and float(row["torch_compile_s"]) > 0
+
+
+def test_host_times_counts_warmup_and_syncs_each_call():
+    from lightning_core.bench.suites.timers import host_median_us, host_times
+
+    calls, syncs = [], []
+    samples = host_times(lambda: calls.append(1), lambda: syncs.append(1), warmup=3, iters=20,
+                         budget_s=0.0)
+    assert len(samples) == 15  # the floor when the budget is spent
+    assert len(calls) == len(syncs) == 3 + 15
+    assert all(s >= 0 for s in samples)
+    assert host_median_us(lambda: None, iters=40, budget_s=10.0) >= 0

@@ -24,25 +24,9 @@ import numpy as np
 
 import lightning_core as lc
 from lightning_core.bench.suites.peers import TorchPeer
-from lightning_core.bench.suites.timers import held_device_us
+from lightning_core.bench.suites.timers import held_device_us, host_times
 
 __all__ = ["main"]
-
-
-def _host_times(fn: Callable[[], Any], sync: Callable[[], None], *, warmup: int = 20,
-                iters: int = 150, budget_s: float = 0.6) -> list[float]:
-    """Per-call µs of ``fn(); sync()`` measured with the host clock."""
-    for _ in range(warmup):
-        fn()
-        sync()
-    samples: list[float] = []
-    start = time.perf_counter()
-    while len(samples) < iters and (time.perf_counter() - start < budget_s or len(samples) < 15):
-        t0 = time.perf_counter_ns()
-        fn()
-        sync()
-        samples.append((time.perf_counter_ns() - t0) / 1e3)
-    return samples
 
 
 def _pipelined(fn: Callable[[], Any], sync: Callable[[], None], n: int = 1000,
@@ -125,8 +109,8 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
                  (2048, 2048, 2048), (3072, 3072, 3072), (4096, 1024, 4096)]
         for m, k, n in gemms[:3] if quick else gemms:
             (ca, ta), (cb, tb) = both(f32(m, k)), both(f32(k, n))
-            lc_t = _host_times(lambda: lc.matmul2d(ca, cb), stream_sync)
-            th_t = _host_times(lambda: ta @ tb, tsync)
+            lc_t = host_times(lambda: lc.matmul2d(ca, cb), stream_sync)
+            th_t = host_times(lambda: ta @ tb, tsync)
             tgt = 2.0 if m == 256 else 0.97
             _row(rows, "gemm", f"m={m},k={k},n={n}", tgt, lc_t, th_t, "torch eager")
 
@@ -134,13 +118,13 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
     if want("elementwise"):
         for rows_, cols in ((512, 512), (1024, 1024), (2048, 1024)):
             (ca, ta), (cb, tb) = both(f32(rows_ * cols)), both(f32(rows_ * cols))
-            lc_t = _host_times(lambda: lc.matrix_sub(ca, cb, rows_, cols), stream_sync)
-            th_t = _host_times(lambda: ta - tb, tsync)
+            lc_t = host_times(lambda: lc.matrix_sub(ca, cb, rows_, cols), stream_sync)
+            th_t = host_times(lambda: ta - tb, tsync)
             _row(rows, "elementwise", f"matrix_sub {rows_}x{cols}", 1.2, lc_t, th_t, "torch eager")
         for n in (65536, 262144, 1048576, 4194304):
             (ca, ta), (cb, tb) = both(f32(n)), both(f32(n))
-            lc_t = _host_times(lambda: lc.vector_add(ca, cb), stream_sync)
-            th_t = _host_times(lambda: ta + tb, tsync)
+            lc_t = host_times(lambda: lc.vector_add(ca, cb), stream_sync)
+            th_t = host_times(lambda: ta + tb, tsync)
             _row(rows, "elementwise", f"vector_add n={n}", 1.2, lc_t, th_t, "torch eager")
 
     # attention (device-resident) vs torch SDPA fp32
@@ -150,8 +134,8 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
             qs = [both(f32(seq, d)) for _ in range(3)]
             cq, ck, cv = (x[0] for x in qs)
             tq, tk, tv = (x[1].view(1, 1, seq, d) for x in qs)
-            lc_t = _host_times(lambda: lc.attention2d(cq, ck, cv, False), stream_sync)
-            th_t = _host_times(lambda: F.scaled_dot_product_attention(tq, tk, tv), tsync)
+            lc_t = host_times(lambda: lc.attention2d(cq, ck, cv, False), stream_sync)
+            th_t = host_times(lambda: F.scaled_dot_product_attention(tq, tk, tv), tsync)
             tgt = 2.0 if seq <= 96 else 3.0
             _row(rows, "attention", f"seq={seq},head_dim={d}", tgt, lc_t, th_t, "torch SDPA eager")
 
@@ -162,9 +146,9 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
                                  (16, 3, 64, 64, 16), (16, 16, 32, 32, 32)):
             (cx, tx), (cw, tw), (cb, tb) = both(f32(n_, c, h, w_)), both(f32(oc, c, 3, 3)), both(
                 f32(oc))
-            lc_t = _host_times(lambda: lc.lightning_conv_relu_nchw(cx, cw, cb, 1, 1, 1, 1),
+            lc_t = host_times(lambda: lc.lightning_conv_relu_nchw(cx, cw, cb, 1, 1, 1, 1),
                                stream_sync)
-            th_t = _host_times(lambda: F.relu(F.conv2d(tx, tw, tb, padding=1)), tsync)
+            th_t = host_times(lambda: F.relu(F.conv2d(tx, tw, tb, padding=1)), tsync)
             small = n_ * oc * h * w_ * c * 9 < 2_000_000
             _row(rows, "conv_relu", f"batch={n_},in_ch={c},h={h},w={w_},out_ch={oc},k=3",
                  2.0 if small else 1.0, lc_t, th_t, "torch eager (cuDNN)")
@@ -181,13 +165,13 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
              (f32(1024, 1024), f32(1024, 1024))),
         ]
         for name, lc_fn, t_fn, hosts in oneshots:
-            lc_t = _host_times(lambda: lc_fn(*hosts), lambda: None, iters=60)
-            th_t = _host_times(torch_oneshot(t_fn, *hosts), lambda: None, iters=60)
+            lc_t = host_times(lambda: lc_fn(*hosts), lambda: None, iters=60)
+            th_t = host_times(torch_oneshot(t_fn, *hosts), lambda: None, iters=60)
             _row(rows, "oneshot_pageable", name, 1.5, lc_t, th_t, "torch one-shot")
             pinned = tuple(lc.pinned_like(h) for h in hosts)
             for src, dst in zip(hosts, pinned, strict=True):
                 dst[...] = src
-            lc_p = _host_times(lambda: lc_fn(*pinned), lambda: None, iters=60)
+            lc_p = host_times(lambda: lc_fn(*pinned), lambda: None, iters=60)
             dev = tuple(cp.asarray(h) for h in hosts)
             kern = _event_us(cp, lambda: lc_fn(*dev))
             out_bytes = lc_fn(*dev).nbytes
@@ -227,7 +211,7 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
                           conv_relu, (f32(n_, 3, h, h), f32(16, 3, 3, 3), f32(16))))
         for name, lc_fn, t_fn, hosts in autos:
             def timed(dev: str) -> list[float]:
-                return _host_times(lambda: lc_fn(*hosts, dev), lambda: None, iters=80,
+                return host_times(lambda: lc_fn(*hosts, dev), lambda: None, iters=80,
                                    budget_s=0.4)
 
             t_auto, t_cpu, t_cuda = timed("auto"), timed("cpu"), timed("cuda")
@@ -237,7 +221,7 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
                  note=f"cpu {statistics.median(t_cpu):.1f} us, cuda {statistics.median(t_cuda):.1f}"
                       " us")
             if t_fn is not None:
-                th_t = _host_times(torch_oneshot(t_fn, *hosts), lambda: None, iters=80,
+                th_t = host_times(torch_oneshot(t_fn, *hosts), lambda: None, iters=80,
                                    budget_s=0.4)
                 _row(rows, "auto_vs_torch", name, 2.0, t_auto, th_t, "torch GPU one-shot")
 
@@ -321,9 +305,9 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
             ref = lc.conv_attention_reference(hx, hw, hb, seq, d, 1, 1, 1, 1)
             got = cp.asnumpy(lc_graph())
             err = float(np.abs(got - ref).max())
-            lc_t = _host_times(lc_graph, stream_sync)
-            th_t = _host_times(torch_chain, tsync)
-            tg_t = _host_times(TorchPeer(torch, "cuda").graph(torch_chain), tsync)
+            lc_t = host_times(lc_graph, stream_sync)
+            th_t = host_times(torch_chain, tsync)
+            tg_t = host_times(TorchPeer(torch, "cuda").graph(torch_chain), tsync)
             _row(rows, "conv_attn", f"conv 1x3->16 8x8 + attn seq={seq},d={d}", 4.0, lc_t, th_t,
                  "torch eager", note=f"max err {err:.2e}")
             _row(rows, "conv_attn", f"conv 1x3->16 8x8 + attn seq={seq},d={d}", 1.0, lc_t, tg_t,

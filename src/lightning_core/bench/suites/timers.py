@@ -19,7 +19,7 @@ import numpy as np
 
 from ..harness import Sample, _sample, measure
 
-__all__ = ["pipelined", "pipeline_batch", "cupy_event_timer", "torch_event_timer", "flush_bytes",
+__all__ = ["host_times", "host_median_us", "pipelined", "pipeline_batch", "cupy_event_timer", "torch_event_timer", "flush_bytes",
            "held_device_us"]
 
 # The L2 flush buffer is at least this big even when the device reports a smaller L2.
@@ -98,6 +98,29 @@ def torch_event_timer(torch: Any, fn: Callable[[], Any], **timing: Any) -> Sampl
         return int(round(begin.elapsed_time(end) * 1e6))
 
     return _sample(run_once, clock=time.perf_counter_ns, **_counted(timing))
+
+
+def host_times(fn: Callable[[], Any], sync: Callable[[], Any] = lambda: None, *,
+               warmup: int = 20, iters: int = 150, budget_s: float = 0.6) -> list[float]:
+    """Per-call µs of ``fn(); sync()`` by the host clock: ``warmup`` untimed calls, then up to
+    ``iters`` timed ones within ``budget_s`` (at least 15)."""
+    for _ in range(warmup):
+        fn()
+        sync()
+    samples: list[float] = []
+    start = time.perf_counter()
+    while len(samples) < iters and (time.perf_counter() - start < budget_s or len(samples) < 15):
+        t0 = time.perf_counter_ns()
+        fn()
+        sync()
+        samples.append((time.perf_counter_ns() - t0) / 1e3)
+    return samples
+
+
+def host_median_us(fn: Callable[[], Any], sync: Callable[[], Any] = lambda: None,
+                   **kwargs: Any) -> float:
+    """Median of ``host_times``."""
+    return statistics.median(host_times(fn, sync, **kwargs))
 
 
 _SPIN_SOURCE = r"""
