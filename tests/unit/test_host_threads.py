@@ -27,18 +27,40 @@ def test_chunks_cover_the_range_once(n, parts, min_chunk, align):
         assert all(hi - lo >= min(min_chunk, n - lo) for lo, hi in ranges)
 
 
-def test_run_chunked_runs_every_range_and_reraises():
+def test_run_parallel_runs_every_index_and_reraises():
+    ranges = [(0, 1), (1, 2), (2, 3)]
     seen = []
-    ht.run_chunked(lambda lo, hi: seen.append((lo, hi)), [(0, 1), (1, 2), (2, 3)])
+    ht.run_parallel(lambda i: seen.append(ranges[i]), len(ranges))
     assert sorted(seen) == [(0, 1), (1, 2), (2, 3)]
 
-    def boom(lo, hi):
+    def boom(i):
+        lo, hi = ranges[i]
         if lo == 1:
             raise ValueError("chunk 1 failed")
         seen.append(lo)
 
     with pytest.raises(ValueError, match="chunk 1 failed"):
-        ht.run_chunked(boom, [(0, 1), (1, 2), (2, 3)])
+        ht.run_parallel(boom, len(ranges))
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 8])
+def test_run_parallel_hands_results_over_in_order(workers):
+    """``then`` sees every index in order, each after its ``fn`` finished, whatever the
+    finishing order of the workers."""
+    import time
+
+    finished, handed = set(), []
+
+    def work(i):
+        time.sleep(0.002 * ((7 - i) % 4))  # later indices often finish first
+        finished.add(i)
+
+    def then(i):
+        assert i in finished
+        handed.append(i)
+
+    ht.run_parallel(work, 8, workers=workers, then=then)
+    assert handed == list(range(8))
 
 
 def test_pool_follows_the_knob():

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .. import config
 
-__all__ = ["host_threads", "host_pool", "chunks", "run_chunked"]
+__all__ = ["host_threads", "host_pool", "chunks", "run_parallel"]
 
 _lock = threading.Lock()
 # One pool per size ever asked for (a knob change, even one scoped to a thread by
@@ -53,24 +53,56 @@ def chunks(n: int, *, parts: int, min_chunk: int, align: int = 1) -> list[tuple[
     return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
 
 
-def run_chunked(fn: Callable[[int, int], object], ranges: list[tuple[int, int]]) -> None:
-    """``fn(lo, hi)`` for every range: the first on this thread, the rest on the pool; returns
-    when all are done and re-raises the first error."""
-    if len(ranges) <= 1:
-        for lo, hi in ranges:
-            fn(lo, hi)
+def run_parallel(fn: Callable[[int], object], count: int, *, workers: int | None = None,
+                 then: Callable[[int], object] | None = None) -> None:
+    """``fn(i)`` for ``i`` in ``range(count)`` on ``workers`` threads (default ``count``), worker
+    ``k`` taking ``k, k + workers, ...`` in order. ``then(i)``, if given, runs on this thread in
+    index order as soon as ``fn(i)`` is done (e.g. queueing the DMA of a staged chunk while
+    later chunks are still being copied); without it this thread is one of the workers.
+    Returns when every ``fn`` has finished; re-raises the first error (no ``then`` runs after
+    a failure)."""
+    workers = max(1, min(workers or count, count))
+    if workers == 1:
+        for i in range(count):
+            fn(i)
+            if then is not None:
+                then(i)
         return
-    pool = host_pool()
-    futures = [pool.submit(fn, lo, hi) for lo, hi in ranges[1:]]
-    error: BaseException | None = None
-    try:
-        fn(*ranges[0])
-    except BaseException as exc:  # noqa: BLE001 - re-raised after the workers finish
-        error = exc
-    for fut in futures:
+    done = [threading.Event() for _ in range(count)]
+    failed: list[BaseException] = []
+
+    def share(first: int) -> None:
+        mine = range(first, count, workers)
         try:
-            fut.result()
-        except BaseException as exc:  # noqa: BLE001
-            error = error or exc
-    if error is not None:
-        raise error
+            for i in mine:
+                if failed:
+                    return
+                fn(i)
+                done[i].set()
+        except BaseException as exc:
+            failed.append(exc)
+            raise
+        finally:
+            for i in mine:  # never leave the ordered waiter below hanging
+                done[i].set()
+
+    pool = host_pool()
+    own = 0 if then is None else None  # this thread's share, when it has nothing else to do
+    futures = [pool.submit(share, k) for k in range(workers) if k != own]
+    try:
+        if own is not None:
+            try:
+                share(own)
+            except BaseException:  # noqa: BLE001 - recorded in ``failed``, raised below
+                pass
+        else:
+            for i, ready in enumerate(done):
+                ready.wait()
+                if failed:
+                    break
+                then(i)
+    finally:
+        for fut in futures:
+            fut.exception()  # every worker has stopped before the caller reuses its buffers
+    if failed:
+        raise failed[0]

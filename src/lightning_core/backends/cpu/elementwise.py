@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ...runtime.backend import register
-from ...runtime.host_threads import chunks, host_threads, run_chunked
+from ...runtime.host_threads import chunks, host_threads, run_parallel
 
 __all__ = ["binary_numpy", "chunked", "PARALLEL_MIN_BYTES"]
 
@@ -51,10 +51,13 @@ def chunked(fn: Callable[..., None], out: np.ndarray, *ins: np.ndarray) -> bool:
         return False
     flats, fo = [x.reshape(-1) for x in ins], out.reshape(-1)
 
-    def part(lo: int, hi: int) -> None:
+    ranges = chunks(fo.size, parts=workers, min_chunk=1, align=16)
+
+    def part(i: int) -> None:
+        lo, hi = ranges[i]
         fn(*(f[lo:hi] for f in flats), fo[lo:hi])
 
-    run_chunked(part, chunks(fo.size, parts=workers, min_chunk=1, align=16))
+    run_parallel(part, len(ranges))
     return True
 
 

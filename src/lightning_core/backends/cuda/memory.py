@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ...runtime.host_threads import chunks, host_pool, host_threads, run_chunked
+from ...runtime.host_threads import chunks, host_threads, run_parallel
 
 __all__ = ["pinned_empty", "is_pinned", "HostIo", "Recycler", "stream_scratch"]
 
@@ -239,57 +239,27 @@ class HostIo:
             return total
         workers = self._workers(sum(n for _, _, n in staged))
         blocks = [self._acquire(n) for _, _, n in staged]
-        # jobs: (staging view, source view, dst ptr, staging ptr, bytes), in DMA order
+        # jobs: (staging view, source view, dst ptr, staging ptr, bytes), in DMA order; two
+        # chunks per copy thread so the DMA of early chunks overlaps later copies.
         jobs = []
         for (flat, dst_ptr, nbytes), block in zip(staged, blocks, strict=True):
             view = block.view(nbytes)
-            # Two chunks per thread, so the DMA of early chunks overlaps later copies.
             pieces = chunks(nbytes, parts=2 * workers, min_chunk=_CHUNK_MIN, align=4096) \
                 if workers > 1 else [(0, nbytes)]
             jobs += [(view[lo:hi], flat[lo:hi], dst_ptr + lo, block.ptr + lo, hi - lo)
                      for lo, hi in pieces]
-        if workers == 1 or len(jobs) == 1:
-            try:
-                for dst_view, src_view, dst_ptr, ptr, n in jobs:
-                    np.copyto(dst_view, src_view)
-                    self._memcpy(dst_ptr, ptr, n, _H2D, stream_ptr)
-            finally:
-                for block in blocks:
-                    self._release(block)
-            return total
-        done = [threading.Event() for _ in jobs]
-        failed: list[BaseException] = []
 
-        def copy_share(first: int) -> None:
-            mine = range(first, len(jobs), workers)
-            try:
-                for i in mine:
-                    if failed:
-                        return
-                    np.copyto(jobs[i][0], jobs[i][1])
-                    done[i].set()
-            except BaseException as exc:
-                failed.append(exc)
-                raise
-            finally:
-                for i in mine:  # never leave the queueing thread waiting
-                    done[i].set()
+        def stage(i: int) -> None:
+            np.copyto(jobs[i][0], jobs[i][1])
 
-        pool = host_pool()
-        futures = [pool.submit(copy_share, w) for w in range(workers)]
+        def send(i: int) -> None:
+            self._memcpy(jobs[i][2], jobs[i][3], jobs[i][4], _H2D, stream_ptr)
+
         try:
-            for job, ready in zip(jobs, done, strict=True):
-                ready.wait()
-                if failed:
-                    break
-                self._memcpy(job[2], job[3], job[4], _H2D, stream_ptr)
+            run_parallel(stage, len(jobs), workers=workers, then=send)
         finally:
-            for fut in futures:
-                fut.exception()  # every worker is done before the blocks go back
             for block in blocks:
                 self._release(block)
-        if failed:
-            raise failed[0]
         return total
 
     def device_copy(self, src: np.ndarray, *, reuse: bool, remember: bool,
@@ -350,12 +320,16 @@ class HostIo:
         stream.synchronize()
         staging = block.view(nbytes)
         flat = dst.reshape(-1).view(np.uint8)
-        chunks = self._chunks(nbytes)
-        if len(chunks) == 1:
-            np.copyto(flat, staging)
-        else:
-            run_chunked(lambda lo, hi: np.copyto(flat[lo:hi], staging[lo:hi]), chunks)
-        self._release(block)
+        ranges = self._chunks(nbytes)
+
+        def copy_out(i: int) -> None:
+            lo, hi = ranges[i]
+            np.copyto(flat[lo:hi], staging[lo:hi])
+
+        try:
+            run_parallel(copy_out, len(ranges))
+        finally:
+            self._release(block)
         return nbytes
 
     def download_new(self, src: Any) -> tuple[np.ndarray, int]:
