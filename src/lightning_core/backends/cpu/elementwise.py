@@ -46,8 +46,10 @@ def chunked(fn: Callable[..., None], out: np.ndarray, *ins: np.ndarray) -> bool:
     host pool; False (nothing done) when ``out`` is too small or an operand does not allow it.
     ``fn`` must be elementwise and GIL-releasing (NumPy ufuncs); NumPy's error state is per
     thread, so ``fn`` sets its own."""
+    if out.nbytes < PARALLEL_MIN_BYTES:  # the common small call: one comparison, no knob read
+        return False
     workers = min(host_threads(), out.nbytes // _BYTES_PER_THREAD)
-    if out.nbytes < PARALLEL_MIN_BYTES or workers <= 1 or not _chunkable(out, *ins):
+    if workers <= 1 or not _chunkable(out, *ins):
         return False
     flats, fo = [x.reshape(-1) for x in ins], out.reshape(-1)
 
