@@ -336,10 +336,3 @@ class HostIo:
         """A new pinned host array holding device array ``src`` (after a wait)."""
         host = pinned_empty(src.shape, src.dtype)
         return host, self.download(src, host)
-
-    def close(self) -> None:
-        """Drop the staging blocks and remembered device copies (the pinned blocks go back to
-        CuPy's pool when freed; the copy threads are the process-wide host pool's)."""
-        with self._lock:
-            self._free.clear()
-        self._resident.clear()
