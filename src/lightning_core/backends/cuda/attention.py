@@ -38,7 +38,11 @@ _FUSED_MAX_MACS = 4096
 # Measured on an H200 (d=64, fp32): 3 was best with 32-row tiles (seq 1024-1536), 2 with 64-row
 # tiles (seq 2048-4096); fewer left SMs idle, more made the partial merge cost more than it
 # saved.
-_BLOCKS_PER_SM = {1: 3, 2: 3, 4: 2}
+_BLOCKS_PER_SM = {1: 3, 2: 3, 4: 2, 8: 2}
+# Blocks per SM the flash kernel's register allocation must leave room for (its launch bounds'
+# second argument), keyed by rows per thread: 64-row tiles take 168 registers unbounded (three
+# blocks per SM).
+_MIN_BLOCKS = {1: 1, 2: 1, 4: 1, 8: 1}
 # Query tiles of 64 rows (most register reuse) once the grid has this many (q, k) tile pairs
 # per SM (seq >= ~1800 at d=64); below that 32-row tiles, or 16 when even those give under one
 # pair per SM.
@@ -212,7 +216,7 @@ def _flash_plan(seq: int, d: int, dtype_name: str, vec: int,
     smem = _flash_smem_bytes(dp, rows, keys, dtype_name)
     kernel = get_function(_FILE, "lc_attention_flash", {
         "LC_DTYPE": _DTYPE_CODE[dtype_name], "VEC_IO": vec, "HEAD_DIM_P": dp,
-        "ROWS_PT": rows, "KEYS_PT": keys})
+        "ROWS_PT": rows, "KEYS_PT": keys, "MIN_BLOCKS": _MIN_BLOCKS[rows]})
     kernel.max_dynamic_shared_size_bytes = max(kernel.max_dynamic_shared_size_bytes, smem)
     bm = 16 * rows
     scratch = (tiles * splits * bm * dp, tiles * splits * 2 * bm, tiles) if splits > 1 else None

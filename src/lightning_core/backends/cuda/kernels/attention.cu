@@ -20,6 +20,7 @@
 //   HEAD_DIM_P   head_dim rounded up to 32, 64, 128 or 256 (zero padded)
 //   ROWS_PT      query rows per thread (1, 2 or 4)
 //   KEYS_PT      keys per thread per tile (4 or 8)
+//   MIN_BLOCKS   blocks per SM the flash kernel's registers must leave room for (launch bounds)
 //
 // Scores are kept in the log2 domain (Q is multiplied by scale * log2(e) on load) so every
 // exponential is one exp2. Rows with every key masked cannot occur for a valid row, but the
@@ -39,6 +40,9 @@
 #endif
 #ifndef KEYS_PT
 #define KEYS_PT 8
+#endif
+#ifndef MIN_BLOCKS
+#define MIN_BLOCKS 1  // resident blocks per SM the register allocation must allow
 #endif
 
 #if LC_DTYPE == 1
@@ -209,7 +213,7 @@ __device__ __forceinline__ acc_t lc_row_reduce8(acc_t x) {
 #ifndef LC_ROWS_ONLY  // the rows kernel's builds skip the flash kernel
 // part_acc: [tiles][splits][BLOCK_M][HEAD_DIM_P], part_ml: [tiles][splits][2][BLOCK_M],
 // counters: [tiles] ints, zero before the first launch; the merging block resets its counter.
-extern "C" __global__ void __launch_bounds__(128)
+extern "C" __global__ void __launch_bounds__(128, MIN_BLOCKS)
 lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
                    const io_t* __restrict__ v, io_t* __restrict__ out, int seq, int d,
                    int causal, acc_t scale, acc_t out_scale, acc_t out_bias, int relu,
