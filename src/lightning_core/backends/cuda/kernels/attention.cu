@@ -120,36 +120,64 @@ __device__ __forceinline__ acc_t lc_post(acc_t o, acc_t out_scale, acc_t out_bia
     return (relu && r < (acc_t)0) ? (acc_t)0 : r;
 }
 
-// Copies rows [row0, row0 + rows) of a [seq, d] matrix into a shared tile with row stride ld
-// and width width (a multiple of 4), multiplying by mul; rows >= seq and columns >= d are zero.
-__device__ __forceinline__ void lc_load_tile(acc_t* dst, int ld, int width, int rows,
-                                             const io_t* __restrict__ src, int row0, int seq,
-                                             int d, acc_t mul, int tid, int nthreads) {
-    const int w4 = width >> 2;
-    for (int idx = tid; idx < rows * w4; idx += nthreads) {
-        const int r = idx / w4;
-        const int c = (idx - r * w4) << 2;
-        acc4 val = {{(acc_t)0, (acc_t)0, (acc_t)0, (acc_t)0}};
-        if (row0 + r < seq && c < d) {
-            const io_t* p = src + (size_t)(row0 + r) * d + c;
+// 16-byte loads in flight per thread while a tile is staged (fewer for wide heads: registers).
+#define LC_LOAD_BATCH (HEAD_DIM_P <= 64 ? 8 : 512 / HEAD_DIM_P)
+
+// Four values of a [seq, d] row from column c (columns >= d read as zero), times mul.
+__device__ __forceinline__ acc4 lc_ld_src4(const io_t* __restrict__ p, int c, int d, acc_t mul) {
+    acc4 val = {{(acc_t)0, (acc_t)0, (acc_t)0, (acc_t)0}};
 #if VEC_IO && LC_DTYPE == 2
-            const uint2 t = __ldg(reinterpret_cast<const uint2*>(p));
-            const io_t h[4] = {(io_t)(t.x & 0xffffu), (io_t)(t.x >> 16),
-                               (io_t)(t.y & 0xffffu), (io_t)(t.y >> 16)};
+    const uint2 t = __ldg(reinterpret_cast<const uint2*>(p));
+    const io_t h[4] = {(io_t)(t.x & 0xffffu), (io_t)(t.x >> 16),
+                       (io_t)(t.y & 0xffffu), (io_t)(t.y >> 16)};
 #pragma unroll
-            for (int e = 0; e < 4; ++e) val.v[e] = lc_to_acc(h[e]) * mul;
+    for (int e = 0; e < 4; ++e) val.v[e] = lc_to_acc(h[e]) * mul;
 #elif VEC_IO
-            val = lc_ld4<false>(reinterpret_cast<const acc_t*>(p));
+    val = lc_ld4<false>(reinterpret_cast<const acc_t*>(p));
 #pragma unroll
-            for (int e = 0; e < 4; ++e) val.v[e] *= mul;
+    for (int e = 0; e < 4; ++e) val.v[e] *= mul;
 #else
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                if (c + e < d) val.v[e] = lc_to_acc(p[e]) * mul;
-            }
+    for (int e = 0; e < 4; ++e) {
+        if (c + e < d) val.v[e] = lc_to_acc(p[e]) * mul;
+    }
 #endif
+    return val;
+}
+
+// Copies rows [row0, row0 + ROWS) of a [seq, d] matrix into a shared tile with row stride LD
+// and width WIDTH (a multiple of 4), multiplying by mul; rows >= seq and columns >= d are zero.
+// A block of 128 threads issues LC_LOAD_BATCH 16-byte global loads each before the first shared
+// store, so a tile costs a round trip or two instead of one per loop trip.
+template <int ROWS, int WIDTH, int LD>
+__device__ __forceinline__ void lc_load_tile(acc_t* dst, const io_t* __restrict__ src, int row0,
+                                             int seq, int d, acc_t mul, int tid) {
+    constexpr int W4 = WIDTH / 4;
+    constexpr int TOTAL = ROWS * W4;
+    constexpr int ITERS = (TOTAL + 127) / 128;
+    constexpr int BATCH = ITERS < LC_LOAD_BATCH ? ITERS : LC_LOAD_BATCH;
+#pragma unroll 1  // unrolled, wide tiles hoist every trip's addresses into registers
+    for (int i0 = 0; i0 < ITERS; i0 += BATCH) {
+        acc4 val[BATCH];
+#pragma unroll
+        for (int u = 0; u < BATCH; ++u) {
+            const int idx = tid + (i0 + u) * 128;
+            const int r = idx / W4;
+            const int c = (idx - r * W4) << 2;
+            val[u] = {{(acc_t)0, (acc_t)0, (acc_t)0, (acc_t)0}};
+            if (i0 + u < ITERS && (TOTAL % 128 == 0 || idx < TOTAL) && row0 + r < seq && c < d) {
+                val[u] = lc_ld_src4(src + (size_t)(row0 + r) * d + c, c, d, mul);
+            }
         }
-        lc_st4<false>(dst + r * ld + c, val);
+#pragma unroll
+        for (int u = 0; u < BATCH; ++u) {
+            const int idx = tid + (i0 + u) * 128;
+            const int r = idx / W4;
+            const int c = (idx - r * W4) << 2;
+            if (i0 + u < ITERS && (TOTAL % 128 == 0 || idx < TOTAL)) {
+                lc_st4<false>(dst + r * LD + c, val[u]);
+            }
+        }
     }
 }
 
@@ -198,6 +226,7 @@ __device__ __forceinline__ void lc_pv4(acc4 (&o)[ROWS], const acc4 (&p)[ROWS], c
 #define LC_KP_ELEMS (LC_BLOCK_N * LC_LDK > LC_BLOCK_M * LC_LDP ? LC_BLOCK_N * LC_LDK \
                                                                : LC_BLOCK_M * LC_LDP)
 #define LC_NG (HEAD_DIM_P / 32)
+#define LC_MERGE_B (LC_NG <= 2 ? 4 : 2)  // splits merged per round (registers: 4 * LC_NG each)
 
 // Reduction over the 8 lanes (tx = lane & 7) that share a query row.
 template <bool MAX>
@@ -248,14 +277,14 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
     }
 
     if (kt_begin < kt_end) {
-        lc_load_tile(qs, LC_LDK, HEAD_DIM_P, LC_BLOCK_M, q, q0, seq, d,
-                     scale * (acc_t)LC_LOG2E, tid, 128);
+        lc_load_tile<LC_BLOCK_M, HEAD_DIM_P, LC_LDK>(qs, q, q0, seq, d,
+                                                     scale * (acc_t)LC_LOG2E, tid);
     }
     for (int kt = kt_begin; kt < kt_end; ++kt) {
         const int key0 = kt * LC_BLOCK_N;
         __syncthreads();  // the previous tile's K/P and V are no longer read
-        lc_load_tile(ks, LC_LDK, HEAD_DIM_P, LC_BLOCK_N, k, key0, seq, d, (acc_t)1, tid, 128);
-        lc_load_tile(vs, LC_LDV, HEAD_DIM_P, LC_BLOCK_N, v, key0, seq, d, (acc_t)1, tid, 128);
+        lc_load_tile<LC_BLOCK_N, HEAD_DIM_P, LC_LDK>(ks, k, key0, seq, d, (acc_t)1, tid);
+        lc_load_tile<LC_BLOCK_N, HEAD_DIM_P, LC_LDV>(vs, v, key0, seq, d, (acc_t)1, tid);
         __syncthreads();
 
         acc_t s[ROWS_PT][KEYS_PT] = {};
@@ -368,27 +397,51 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
     if (!is_last) return;
     __threadfence();
 
+    // The merge reads LC_MERGE_B splits' partials per round (all loads issued before any use):
+    // a round trip to L2 per round rather than per split.
     const acc_t* ml = part_ml + (size_t)tile * splits * 2 * LC_BLOCK_M;
 #pragma unroll
     for (int a = 0; a < ROWS_PT; ++a) {
         const int r = ty + 16 * a;
         if (q0 + r >= seq) continue;
         acc_t m_all = LC_NEG_INF;
-        for (int i = 0; i < splits; ++i) m_all = fmax(m_all, __ldcg(ml + i * 2 * LC_BLOCK_M + r));
+        for (int i0 = 0; i0 < splits; i0 += 8) {
+            acc_t mv[8];
+#pragma unroll
+            for (int u = 0; u < 8; ++u) {
+                mv[u] = i0 + u < splits ? __ldcg(ml + (i0 + u) * 2 * LC_BLOCK_M + r) : LC_NEG_INF;
+            }
+#pragma unroll
+            for (int u = 0; u < 8; ++u) m_all = fmax(m_all, mv[u]);
+        }
         acc_t l_all = (acc_t)0;
         acc4 o[LC_NG] = {};
-        for (int i = 0; i < splits; ++i) {
-            const acc_t mi = __ldcg(ml + i * 2 * LC_BLOCK_M + r);
-            if (mi == LC_NEG_INF) continue;  // an empty split contributes nothing
-            const acc_t w = exp2(mi - m_all);
-            l_all += w * __ldcg(ml + i * 2 * LC_BLOCK_M + LC_BLOCK_M + r);
-            const acc_t* src = part_acc + (((size_t)tile * splits + i) * LC_BLOCK_M + r)
-                                              * HEAD_DIM_P + tx * 4;
+        for (int i0 = 0; i0 < splits; i0 += LC_MERGE_B) {
+            acc_t mi[LC_MERGE_B], li[LC_MERGE_B];
+            acc4 t[LC_MERGE_B][LC_NG];
 #pragma unroll
-            for (int g = 0; g < LC_NG; ++g) {
-                const acc4 t = lc_ld4<true>(src + g * 32);
+            for (int u = 0; u < LC_MERGE_B; ++u) {
+                const int i = i0 + u;
+                const bool live = i < splits;
+                mi[u] = live ? __ldcg(ml + i * 2 * LC_BLOCK_M + r) : LC_NEG_INF;
+                li[u] = live ? __ldcg(ml + i * 2 * LC_BLOCK_M + LC_BLOCK_M + r) : (acc_t)0;
+                const acc_t* src = part_acc + (((size_t)tile * splits + (live ? i : 0)) * LC_BLOCK_M
+                                               + r) * HEAD_DIM_P + tx * 4;
 #pragma unroll
-                for (int e = 0; e < 4; ++e) o[g].v[e] = fma(w, t.v[e], o[g].v[e]);
+                for (int g = 0; g < LC_NG; ++g) {
+                    t[u][g] = live ? lc_ld4<true>(src + g * 32)
+                                   : acc4{{(acc_t)0, (acc_t)0, (acc_t)0, (acc_t)0}};
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < LC_MERGE_B; ++u) {
+                if (mi[u] == LC_NEG_INF) continue;  // an empty split contributes nothing
+                const acc_t w = exp2(mi[u] - m_all);
+                l_all += w * li[u];
+#pragma unroll
+                for (int g = 0; g < LC_NG; ++g)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) o[g].v[e] = fma(w, t[u][g].v[e], o[g].v[e]);
             }
         }
         const acc_t il = (l_all > (acc_t)0) ? (acc_t)1 / l_all : (acc_t)0;
