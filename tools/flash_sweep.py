@@ -61,7 +61,7 @@ def _force(config: str, seqs: list[int]) -> None:
     rows, keys, splits, mb = (int(x) for x in config.split(","))
     attn._flash_config = lambda *a, **kw: (64, rows, keys)
     attn._splits = lambda *a: splits
-    attn._MIN_BLOCKS.update({r: mb for r in attn._MIN_BLOCKS})
+    attn._MIN_BLOCKS.update({r: mb for r in (1, 2, 4, 8)})
     for seq in seqs:
         rng = np.random.default_rng(seq)
         q, k, v = (cp.asarray(rng.standard_normal((seq, _D)).astype(np.float32))
@@ -84,11 +84,12 @@ def main(path: str | None, seqs: list[int]) -> None:
         for rows, keys, splits, mb in _candidates(seq):
             attn._flash_config = lambda *a, r=rows, k=keys, **kw: (64, r, k)
             attn._splits = lambda *a, s=splits: s
-            attn._MIN_BLOCKS.update({r: mb for r in attn._MIN_BLOCKS})
+            attn._MIN_BLOCKS.update({r: mb for r in (1, 2, 4, 8)})
             try:
                 us, err = _measure(seq, host, ref)
             finally:
                 attn._flash_config, attn._splits = config, splits_fn
+                attn._MIN_BLOCKS.clear()
                 attn._MIN_BLOCKS.update(minb)
             line = (f"seq {seq:5d} rows {rows} keys {keys} splits {splits:2d} minb {mb}: "
                     f"{us:8.2f} us  err {err:.1e}" + ("  WRONG" if err > 1e-4 else ""))

@@ -20,7 +20,7 @@ import numpy as np
 
 from ...runtime.backend import register
 from .compile import get_function
-from .launch import KernelCall
+from .launch import KernelCall, function_ptr
 from .memory import stream_scratch
 
 __all__ = ["attention_auto", "attention_fused_small", "attention_flash_splitkv", "choose_variant",
@@ -34,15 +34,17 @@ _THREADS = 128
 # either way) and lost beyond (a dedicated one-block kernel took 5.8 vs 4.1 us at seq 32, d 32
 # and 10.4 vs 6.0 us at seq 48, d 48), so only the tiniest problems take it.
 _FUSED_MAX_MACS = 4096
-# Split the key range until about this many blocks per SM exist (keyed by rows per thread).
-# Measured on an H200 (d=64, fp32): 3 was best with 32-row tiles (seq 1024-1536), 2 with 64-row
-# tiles (seq 2048-4096); fewer left SMs idle, more made the partial merge cost more than it
-# saved.
-_BLOCKS_PER_SM = {1: 3, 2: 3, 4: 2, 8: 2}
-# Blocks per SM the flash kernel's register allocation must leave room for (its launch bounds'
-# second argument), keyed by rows per thread: 64-row tiles take 168 registers unbounded (three
-# blocks per SM).
-_MIN_BLOCKS = {1: 1, 2: 1, 4: 1, 8: 1}
+# Split the key range until about this many blocks per SM exist (keyed by rows per thread),
+# never beyond the blocks one wave holds (the driver's occupancy count). Measured on an H200
+# (d=64, fp32, tools/flash_sweep.py): 3 for 16- and 32-row tiles (seq 512-1024: more splits
+# cost more in the merge than they gain), 4 for 64-row tiles with their launch bound below
+# (seq 4096: 512 blocks in one wave, 149.5 us against 179 us at 320 blocks).
+_BLOCKS_PER_SM = {1: 3, 2: 3, 4: 4, 8: 2}
+# Blocks per SM the flash kernel's registers must leave room for (the launch bounds' second
+# argument), keyed by rows per thread; float64 builds always take 1 (they would spill).
+# Unbounded, 64-row fp32 tiles take 168 registers (three blocks per SM); at four they take
+# 128 with 72 bytes spilled outside the inner loops.
+_MIN_BLOCKS = {4: 4}
 # Query tiles of 64 rows (most register reuse) once the grid has this many (q, k) tile pairs
 # per SM (seq >= ~1800 at d=64); below that 32-row tiles, or 16 when even those give under one
 # pair per SM.
@@ -198,26 +200,45 @@ def _acc_type(dtype_name: str) -> type:
     return np.float64 if dtype_name == "float64" else np.float32
 
 
-def _splits(tiles: int, key_tiles: int, sm_count: int, rows: int) -> int:
-    """Blocks per query tile so that about ``_BLOCKS_PER_SM`` blocks per SM exist, with every
-    split getting the same whole number of key tiles."""
-    want = -(-_BLOCKS_PER_SM[rows] * sm_count // tiles)
+def _splits(tiles: int, key_tiles: int, sm_count: int, rows: int, resident: int) -> int:
+    """Blocks per query tile so that about ``_BLOCKS_PER_SM`` blocks per SM exist but no more
+    than one wave (``resident`` blocks per SM), with every split getting the same whole number
+    of key tiles."""
+    want = min(-(-_BLOCKS_PER_SM[rows] * sm_count // tiles), resident * sm_count // tiles)
     if want <= 1:
         return 1
     per_split = -(-key_tiles // min(want, key_tiles))
     return -(-key_tiles // per_split)
 
 
+def _resident_blocks(kernel: Any, smem: int) -> int:
+    """Blocks of ``_THREADS`` threads one SM holds at once (the driver's occupancy count)."""
+    try:
+        from cupy.cuda import driver  # noqa: PLC0415
+
+        ptr = function_ptr(kernel)
+        if ptr is not None:
+            return max(1, int(driver.occupancyMaxActiveBlocksPerMultiprocessor(
+                ptr, _THREADS, smem)))
+    except Exception:  # noqa: BLE001 - no binding: count from the registers and shared memory
+        pass
+    regs = -(-max(1, int(getattr(kernel, "num_regs", 255))) // 8) * 8
+    return max(1, min(65536 // (regs * _THREADS), (228 * 1024) // (smem + _STATIC_SMEM),
+                      2048 // _THREADS))
+
+
 def _flash_plan(seq: int, d: int, dtype_name: str, vec: int,
                 config: tuple[int, int, int], lim: _Limits, single_block: bool) -> _Plan:
     dp, rows, keys = config
     tiles = -(-seq // (16 * rows))
-    splits = 1 if single_block else _splits(tiles, -(-seq // (8 * keys)), lim.sm_count, rows)
     smem = _flash_smem_bytes(dp, rows, keys, dtype_name)
+    min_blocks = _MIN_BLOCKS.get(rows, 1) if _acc_bytes(dtype_name) == 4 else 1
     kernel = get_function(_FILE, "lc_attention_flash", {
         "LC_DTYPE": _DTYPE_CODE[dtype_name], "VEC_IO": vec, "HEAD_DIM_P": dp,
-        "ROWS_PT": rows, "KEYS_PT": keys, "MIN_BLOCKS": _MIN_BLOCKS[rows]})
+        "ROWS_PT": rows, "KEYS_PT": keys, "MIN_BLOCKS": min_blocks})
     kernel.max_dynamic_shared_size_bytes = max(kernel.max_dynamic_shared_size_bytes, smem)
+    splits = 1 if single_block else _splits(tiles, -(-seq // (8 * keys)), lim.sm_count, rows,
+                                            _resident_blocks(kernel, smem))
     bm = 16 * rows
     scratch = (tiles * splits * bm * dp, tiles * splits * 2 * bm, tiles) if splits > 1 else None
     return _Plan(kernel, (splits, tiles, 1), (_THREADS, 1, 1), smem,

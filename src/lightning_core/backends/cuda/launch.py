@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KernelCall", "NULL", "direct_available"]
+__all__ = ["KernelCall", "NULL", "direct_available", "function_ptr"]
 
 _SCALAR_TYPES = (np.int32, np.int64, np.uint64, np.float32, np.float64)
 
@@ -56,7 +56,7 @@ def direct_available() -> bool:
     return _driver_launch() is not None
 
 
-def _function_ptr(kernel: Any) -> int | None:
+def function_ptr(kernel: Any) -> int | None:
     """The ``CUfunction`` of a ``cupy.RawKernel`` or ``cupy.cuda.Function``, or None."""
     inner = getattr(kernel, "kernel", kernel)  # RawKernel -> Function for the current device
     ptr = getattr(inner, "ptr", None)
@@ -98,7 +98,7 @@ class KernelCall:
         base = store.ctypes.data
         self._params = np.array([base + 8 * i for i in range(len(store))], np.uint64)
         self._lock = threading.Lock()
-        self._fn = _function_ptr(kernel) if _driver_launch() is not None else None
+        self._fn = function_ptr(kernel) if _driver_launch() is not None else None
         if self._fn is not None:
             self.launch_raw = self._direct()
             self.launch = self._by_array
