@@ -5,7 +5,8 @@ splits, min blocks per SM) candidate on ``lc.attention2d``, checks the result ag
 reference, and times it behind a spin kernel (``held_device_us``). The line marked ``auto`` is
 the module's own choice. Run on the GPU machine:
 PYTHONPATH=src python3 tools/flash_sweep.py [out.txt] [seq ...]
-(``--force ROWS,KEYS,SPLITS,MINB seq ...`` runs one setting untimed, for ``ncu``.)
+(``--force ROWS,KEYS,SPLITS,MINB seq ...`` runs one setting untimed, for ``ncu``;
+``--unroll out.txt seq ...`` times the module's own geometry under each loop-unroll build.)
 """
 
 from __future__ import annotations
@@ -71,6 +72,28 @@ def _force(config: str, seqs: list[int]) -> None:
     cp.cuda.get_current_stream().synchronize()
 
 
+def _unrolls(seqs: list[int]) -> list[str]:
+    """The module's own geometry per sequence under each QK_UNROLL x PV_UNROLL build."""
+    lines, build = [], attn.get_function
+    for seq in seqs:
+        rng = np.random.default_rng(seq)
+        host = tuple(rng.standard_normal((seq, _D)).astype(np.float32) for _ in range(3))
+        ref = _reference(*host)
+        for qk in (2, 4, 8, 16):
+            for pv in (1, 2, 4):
+                extra = {"QK_UNROLL": qk, "PV_UNROLL": pv}
+                attn.get_function = lambda f, k, defs, extra=extra: build(
+                    f, k, {**defs, **extra} if k == "lc_attention_flash" else defs)
+                try:
+                    us, err = _measure(seq, host, ref)
+                finally:
+                    attn.get_function = build
+                lines.append(f"seq {seq:5d} qk_unroll {qk:2d} pv_unroll {pv}: {us:8.2f} us  "
+                             f"err {err:.1e}" + ("  WRONG" if err > 1e-4 else ""))
+                print(lines[-1], flush=True)
+    return lines
+
+
 def main(path: str | None, seqs: list[int]) -> None:
     lines = []
     config, splits_fn, minb = attn._flash_config, attn._splits, dict(attn._MIN_BLOCKS)
@@ -104,6 +127,9 @@ def main(path: str | None, seqs: list[int]) -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if args and args[0] == "--unroll":
+        report("\n".join(_unrolls([int(a) for a in args[2:]])), args[1], echo=False)
+        raise SystemExit(0)
     if args and args[0] == "--force":
         _force(args[1], [int(a) for a in args[2:]])
         raise SystemExit(0)

@@ -41,6 +41,14 @@
 #ifndef KEYS_PT
 #define KEYS_PT 8
 #endif
+#ifndef QK_UNROLL
+#define QK_UNROLL 4  // head-dim steps of Q K^T unrolled (four dims each)
+#endif
+#ifndef PV_UNROLL
+#define PV_UNROLL 2  // key steps of P V unrolled (four keys each)
+#endif
+#define LC_PRAGMA(x) _Pragma(#x)
+#define LC_UNROLL(n) LC_PRAGMA(unroll n)
 #ifndef MIN_BLOCKS
 #define MIN_BLOCKS 1  // resident blocks per SM the register allocation must allow
 #endif
@@ -288,7 +296,7 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
         __syncthreads();
 
         acc_t s[ROWS_PT][KEYS_PT] = {};
-#pragma unroll 4
+        LC_UNROLL(QK_UNROLL)
         for (int c = 0; c < HEAD_DIM_P; c += 4) {
             acc4 qa[ROWS_PT];
 #pragma unroll
@@ -338,7 +346,7 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
         // P rows of this warp were written by this warp only.
         __syncwarp();
 
-#pragma unroll 2
+        LC_UNROLL(PV_UNROLL)
         for (int j = 0; j < LC_BLOCK_N; j += 4) {
             acc4 p[ROWS_PT];
 #pragma unroll
