@@ -42,10 +42,10 @@
 #define KEYS_PT 8
 #endif
 #ifndef QK_UNROLL
-#define QK_UNROLL 4  // head-dim steps of Q K^T unrolled (four dims each)
+#define QK_UNROLL 8  // head-dim steps of Q K^T unrolled (four dims each)
 #endif
 #ifndef PV_UNROLL
-#define PV_UNROLL 2  // key steps of P V unrolled (four keys each)
+#define PV_UNROLL 1  // key steps of P V unrolled (four keys each)
 #endif
 #define LC_PRAGMA(x) _Pragma(#x)
 #define LC_UNROLL(n) LC_PRAGMA(unroll n)
