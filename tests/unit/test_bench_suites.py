@@ -266,3 +266,21 @@ def test_host_times_counts_warmup_and_syncs_each_call():
     assert len(calls) == len(syncs) == 3 + 15
     assert all(s >= 0 for s in samples)
     assert host_median_us(lambda: None, iters=40, budget_s=10.0) >= 0
+
+
+def test_interleaved_timer_alternates_which_side_runs_first():
+    from lightning_core.bench.suites.timers import host_times_interleaved
+
+    order: list[str] = []
+    times = host_times_interleaved({"a": lambda: order.append("a"),
+                                    "b": lambda: order.append("b")},
+                                   warmup=2, rounds=4, per_round=3, budget_s=10.0)
+    assert [len(times["a"]), len(times["b"])] == [12, 12]
+    timed = order[4:]  # after 2 + 2 warm-up calls
+    firsts = [timed[i] for i in range(0, len(timed), 6)]
+    assert firsts == ["a", "b", "a", "b"]  # each round starts with the other side
+    assert all(t >= 0 for t in times["a"] + times["b"])
+    # a spent budget still gives two rounds
+    short = host_times_interleaved({"a": lambda: None}, warmup=0, rounds=8, per_round=2,
+                                   budget_s=0.0)
+    assert len(short["a"]) == 4

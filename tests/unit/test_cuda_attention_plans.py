@@ -16,3 +16,18 @@ def test_rows_shared_memory_covers_the_aligned_value_tile(seq, d):
     v_start = (seq * ldk + 3) & ~3  # the kernel rounds V's start up to 16 bytes
     need = (v_start + seq * d + attn._ROWS_WARPS * 32 * (kpl + dpl)) * 4
     assert smem >= need
+
+
+@pytest.mark.parametrize("tiles,key_tiles,rows,resident,expect", [
+    (64, 64, 4, 4, 8),    # seq 4096, 64-row tiles, four blocks per SM: 512 blocks, one wave
+    (64, 64, 4, 3, 6),    # three resident: 384 blocks, not 448 (a second, near-empty wave)
+    (32, 8, 1, 4, 8),     # seq 512, 16-row tiles: every key tile its own split
+    (32, 16, 2, 4, 8),    # seq 1024, 32-row tiles
+    (400, 64, 4, 4, 1),   # already a full grid: no split
+])
+def test_split_count_fills_at_most_one_wave(tiles, key_tiles, rows, resident, expect):
+    splits = attn._splits(tiles, key_tiles, H200.sm_count, rows, resident)
+    assert splits == expect
+    assert tiles * splits <= max(tiles, resident * H200.sm_count)
+    per_split = -(-key_tiles // splits)
+    assert -(-key_tiles // per_split) == splits  # every split gets the same whole count

@@ -3,7 +3,9 @@
 Each row times the same work, at the same precision (true fp32: TF32 off on both sides), and
 says which target of the CUDA-backend issue it checks. "sync" rows time one call plus a stream
 synchronize with the host clock (what one call costs a user); "kernel" rows time device work
-with CUDA events. Raw samples are kept so every ratio can be traced.
+with CUDA events. The two (or more) sides of a row are timed in alternating rounds, so neither
+always runs first on a warmer or cooler machine. Raw samples are kept so every ratio can be
+traced.
 
     PYTHONPATH=src python3 -m lightning_core.bench.targets --out results.json
     PYTHONPATH=src python3 -m lightning_core.bench.targets --only conv_attn,session  # a subset
@@ -24,7 +26,7 @@ import numpy as np
 
 import lightning_core as lc
 from lightning_core.bench.suites.peers import TorchPeer
-from lightning_core.bench.suites.timers import held_device_us, host_times
+from lightning_core.bench.suites.timers import held_device_us, host_times, host_times_interleaved
 
 __all__ = ["main"]
 
@@ -98,6 +100,14 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
     def f32(*shape: int) -> np.ndarray:
         return rng.standard_normal(shape).astype(np.float32)
 
+    def pair(lc_fn: Callable[[], Any], lc_sync: Callable[[], Any], ref_fn: Callable[[], Any],
+             ref_sync: Callable[[], Any]) -> tuple[list[float], list[float]]:
+        """Per-call µs of ours and the reference (each call followed by its sync), measured in
+        alternating rounds so neither side always runs first."""
+        t = host_times_interleaved({"lc": lambda: (lc_fn(), lc_sync()),
+                                    "ref": lambda: (ref_fn(), ref_sync())})
+        return t["lc"], t["ref"]
+
     def torch_oneshot(fn_t: Callable[..., Any], *hosts: np.ndarray) -> Callable[[], Any]:
         return lambda: fn_t(*(torch.from_numpy(h).cuda() for h in hosts)).cpu().numpy()
 
@@ -109,8 +119,7 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
                  (2048, 2048, 2048), (3072, 3072, 3072), (4096, 1024, 4096)]
         for m, k, n in gemms[:3] if quick else gemms:
             (ca, ta), (cb, tb) = both(f32(m, k)), both(f32(k, n))
-            lc_t = host_times(lambda: lc.matmul2d(ca, cb), stream_sync)
-            th_t = host_times(lambda: ta @ tb, tsync)
+            lc_t, th_t = pair(lambda: lc.matmul2d(ca, cb), stream_sync, lambda: ta @ tb, tsync)
             tgt = 2.0 if m == 256 else 0.97
             _row(rows, "gemm", f"m={m},k={k},n={n}", tgt, lc_t, th_t, "torch eager")
 
@@ -118,13 +127,12 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
     if want("elementwise"):
         for rows_, cols in ((512, 512), (1024, 1024), (2048, 1024)):
             (ca, ta), (cb, tb) = both(f32(rows_ * cols)), both(f32(rows_ * cols))
-            lc_t = host_times(lambda: lc.matrix_sub(ca, cb, rows_, cols), stream_sync)
-            th_t = host_times(lambda: ta - tb, tsync)
+            lc_t, th_t = pair(lambda: lc.matrix_sub(ca, cb, rows_, cols), stream_sync,
+                              lambda: ta - tb, tsync)
             _row(rows, "elementwise", f"matrix_sub {rows_}x{cols}", 1.2, lc_t, th_t, "torch eager")
         for n in (65536, 262144, 1048576, 4194304):
             (ca, ta), (cb, tb) = both(f32(n)), both(f32(n))
-            lc_t = host_times(lambda: lc.vector_add(ca, cb), stream_sync)
-            th_t = host_times(lambda: ta + tb, tsync)
+            lc_t, th_t = pair(lambda: lc.vector_add(ca, cb), stream_sync, lambda: ta + tb, tsync)
             _row(rows, "elementwise", f"vector_add n={n}", 1.2, lc_t, th_t, "torch eager")
 
     # attention (device-resident) vs torch SDPA fp32
@@ -134,8 +142,8 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
             qs = [both(f32(seq, d)) for _ in range(3)]
             cq, ck, cv = (x[0] for x in qs)
             tq, tk, tv = (x[1].view(1, 1, seq, d) for x in qs)
-            lc_t = host_times(lambda: lc.attention2d(cq, ck, cv, False), stream_sync)
-            th_t = host_times(lambda: F.scaled_dot_product_attention(tq, tk, tv), tsync)
+            lc_t, th_t = pair(lambda: lc.attention2d(cq, ck, cv, False), stream_sync,
+                              lambda: F.scaled_dot_product_attention(tq, tk, tv), tsync)
             tgt = 2.0 if seq <= 96 else 3.0
             _row(rows, "attention", f"seq={seq},head_dim={d}", tgt, lc_t, th_t, "torch SDPA eager")
 
@@ -146,9 +154,8 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
                                  (16, 3, 64, 64, 16), (16, 16, 32, 32, 32)):
             (cx, tx), (cw, tw), (cb, tb) = both(f32(n_, c, h, w_)), both(f32(oc, c, 3, 3)), both(
                 f32(oc))
-            lc_t = host_times(lambda: lc.lightning_conv_relu_nchw(cx, cw, cb, 1, 1, 1, 1),
-                               stream_sync)
-            th_t = host_times(lambda: F.relu(F.conv2d(tx, tw, tb, padding=1)), tsync)
+            lc_t, th_t = pair(lambda: lc.lightning_conv_relu_nchw(cx, cw, cb, 1, 1, 1, 1),
+                              stream_sync, lambda: F.relu(F.conv2d(tx, tw, tb, padding=1)), tsync)
             small = n_ * oc * h * w_ * c * 9 < 2_000_000
             _row(rows, "conv_relu", f"batch={n_},in_ch={c},h={h},w={w_},out_ch={oc},k=3",
                  2.0 if small else 1.0, lc_t, th_t, "torch eager (cuDNN)")
@@ -165,8 +172,8 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
              (f32(1024, 1024), f32(1024, 1024))),
         ]
         for name, lc_fn, t_fn, hosts in oneshots:
-            lc_t = host_times(lambda: lc_fn(*hosts), lambda: None, iters=60)
-            th_t = host_times(torch_oneshot(t_fn, *hosts), lambda: None, iters=60)
+            lc_t, th_t = pair(lambda: lc_fn(*hosts), lambda: None,
+                              torch_oneshot(t_fn, *hosts), lambda: None)
             _row(rows, "oneshot_pageable", name, 1.5, lc_t, th_t, "torch one-shot")
             pinned = tuple(lc.pinned_like(h) for h in hosts)
             for src, dst in zip(hosts, pinned, strict=True):
@@ -210,20 +217,20 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
                           lambda x, w, b, dev: lc.lightning_conv_relu_nchw(x, w, b, 1, 1, 1, 1, dev),
                           conv_relu, (f32(n_, 3, h, h), f32(16, 3, 3, 3), f32(16))))
         for name, lc_fn, t_fn, hosts in autos:
-            def timed(dev: str) -> list[float]:
-                return host_times(lambda: lc_fn(*hosts, dev), lambda: None, iters=80,
-                                   budget_s=0.4)
-
-            t_auto, t_cpu, t_cuda = timed("auto"), timed("cpu"), timed("cuda")
+            # Interleaved rounds: the three devices see the same machine state.
+            fns = {dev: (lambda dev=dev: lc_fn(*hosts, dev)) for dev in ("auto", "cpu", "cuda")}
+            if t_fn is not None:
+                fns["torch"] = torch_oneshot(t_fn, *hosts)
+            times = host_times_interleaved(fns)
+            t_auto, t_cpu, t_cuda = times["auto"], times["cpu"], times["cuda"]
             faster, which = (t_cpu, "cpu") if statistics.median(t_cpu) <= statistics.median(
                 t_cuda) else (t_cuda, "cuda")
             _row(rows, "auto_oneshot", name, 1 / 1.1, t_auto, faster, f"faster forced ({which})",
                  note=f"cpu {statistics.median(t_cpu):.1f} us, cuda {statistics.median(t_cuda):.1f}"
                       " us")
             if t_fn is not None:
-                th_t = host_times(torch_oneshot(t_fn, *hosts), lambda: None, iters=80,
-                                   budget_s=0.4)
-                _row(rows, "auto_vs_torch", name, 2.0, t_auto, th_t, "torch GPU one-shot")
+                _row(rows, "auto_vs_torch", name, 2.0, t_auto, times["torch"],
+                     "torch GPU one-shot")
 
     # What the crossover decided those on: its calibration and, per auto case, its estimate.
     if want("crossover"):
@@ -305,9 +312,12 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
             ref = lc.conv_attention_reference(hx, hw, hb, seq, d, 1, 1, 1, 1)
             got = cp.asnumpy(lc_graph())
             err = float(np.abs(got - ref).max())
-            lc_t = host_times(lc_graph, stream_sync)
-            th_t = host_times(torch_chain, tsync)
-            tg_t = host_times(TorchPeer(torch, "cuda").graph(torch_chain), tsync)
+            torch_graph = TorchPeer(torch, "cuda").graph(torch_chain)
+            times = host_times_interleaved({
+                "lc": lambda: (lc_graph(), stream_sync()),
+                "eager": lambda: (torch_chain(), tsync()),
+                "graph": lambda: (torch_graph(), tsync())})
+            lc_t, th_t, tg_t = times["lc"], times["eager"], times["graph"]
             _row(rows, "conv_attn", f"conv 1x3->16 8x8 + attn seq={seq},d={d}", 4.0, lc_t, th_t,
                  "torch eager", note=f"max err {err:.2e}")
             _row(rows, "conv_attn", f"conv 1x3->16 8x8 + attn seq={seq},d={d}", 1.0, lc_t, tg_t,

@@ -117,6 +117,32 @@ def host_times(fn: Callable[[], Any], sync: Callable[[], Any] = lambda: None, *,
     return samples
 
 
+def host_times_interleaved(fns: dict[str, Callable[[], Any]], *, warmup: int = 20,
+                           rounds: int = 8, per_round: int = 10,
+                           budget_s: float = 1.2) -> dict[str, list[float]]:
+    """Per-call µs of each of ``fns`` by the host clock, taken in alternating rounds of
+    ``per_round`` calls so that none of them is always measured first or last (CPU clocks, thread
+    pools and caches warm and cool between phases); stops early after the budget, with at least
+    two rounds."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    start = time.perf_counter()
+    for r in range(rounds):
+        if r >= 2 and time.perf_counter() - start > budget_s:
+            break
+        order = list(fns.items())
+        if r % 2:
+            order.reverse()
+        for name, fn in order:
+            for _ in range(per_round):
+                t0 = time.perf_counter_ns()
+                fn()
+                samples[name].append((time.perf_counter_ns() - t0) / 1e3)
+    return samples
+
+
 def host_median_us(fn: Callable[[], Any], sync: Callable[[], Any] = lambda: None,
                    **kwargs: Any) -> float:
     """Median of ``host_times``."""
