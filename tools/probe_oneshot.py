@@ -1,8 +1,9 @@
 """Where a one-shot (NumPy in, NumPy out) CUDA call spends its time.
 
 For matmul 1024^3 with ordinary NumPy inputs and matrix_sub 1024^2 with pinned inputs: the
-call's median, the staged upload of the same inputs alone, the pinned result allocation
-alone, and a cProfile of 40 calls (wall time sits in the waits: copy threads, DMA, sync). Run
+call's median, the staged upload of the same inputs alone (and with 1-8 copy threads), the
+driver's own pageable copy and torch's, the host copy into pinned memory alone, the device
+GEMM plus the pinned download, the pinned result allocation alone, and a cProfile of 40 calls (wall time sits in the waits: copy threads, DMA, sync). Run
 on the GPU machine: PYTHONPATH=src python3 tools/probe_oneshot.py [out.txt]
 """
 
@@ -18,6 +19,7 @@ import lightning_core as lc
 from lightning_core.backends.cuda.memory import pinned_empty
 from lightning_core.bench.suites.timers import host_median_us
 from lightning_core.runtime.backend import get_backend
+from lightning_core.runtime.host_threads import run_parallel
 
 
 def main(path: str | None) -> None:
@@ -33,10 +35,53 @@ def main(path: str | None) -> None:
         io.upload_many([(a, da), (b, db)])
         io._stream.synchronize()
 
+    def upload_two_with(workers: int):
+        def run() -> None:
+            saved = io._workers
+            io._workers = lambda nbytes: workers
+            try:
+                upload_two()
+            finally:
+                io._workers = saved
+        return run
+
+    def driver_pageable() -> None:  # the driver's own staging (cudaMemcpy from pageable)
+        da.set(a, stream=io._stream)
+        db.set(b, stream=io._stream)
+        io._stream.synchronize()
+
+    stage_block = pinned_empty((1024, 1024))
+
+    def host_copy(workers: int):
+        src, dst = a.reshape(-1), stage_block.reshape(-1)
+        parts = np.array_split(np.arange(src.size), workers)
+        bounds = [(int(p[0]), int(p[-1]) + 1) for p in parts]
+
+        def one(i: int) -> None:
+            lo, hi = bounds[i]
+            np.copyto(dst[lo:hi], src[lo:hi])
+
+        return lambda: run_parallel(one, workers, workers=workers)
+
+    def gemm_and_download() -> None:
+        io.download_new(lc.matmul2d(da, db))
+
+    import torch
+
+    def torch_two() -> None:
+        torch.from_numpy(a).cuda()
+        torch.from_numpy(b).cuda()
+        torch.cuda.synchronize()
+
     rows = [
         ("matmul 1024^3 one-shot, pageable", lambda: lc.matmul2d(a, b, "cuda")),
         ("matmul 1024^3 one-shot, pinned", lambda: lc.matmul2d(pa, pb, "cuda")),
         ("upload_many 2 x 4 MB pageable + sync", upload_two),
+        *[(f"upload_many 2 x 4 MB, {w} copy threads", upload_two_with(w)) for w in (1, 2, 4, 8)],
+        ("driver pageable copy 2 x 4 MB + sync", driver_pageable),
+        ("torch from_numpy().cuda() 2 x 4 MB + sync", torch_two),
+        *[(f"host copy 4 MB into pinned, {w} threads", host_copy(w)) for w in (1, 2, 4, 8)],
+        ("device gemm + download_new (pinned out)", gemm_and_download),
         ("pinned_empty 4 MB", lambda: pinned_empty((1024, 1024))),
         ("matrix_sub 1024^2 one-shot, pinned", lambda: lc.matrix_sub(flat_a, flat_b, 1024, 1024,
                                                                      "cuda")),
