@@ -66,6 +66,15 @@ def main(path: str | None) -> None:
     def gemm_and_download() -> None:
         io.download_new(lc.matmul2d(da, db))
 
+    def composite() -> None:  # the call's three steps, outside the dispatcher
+        io.upload_many([(a, da), (b, db)])
+        io.download_new(lc.matmul2d(da, db))
+
+    def composite_fresh() -> None:  # the same with new device arrays, as the call allocates
+        xa, xb = cp.empty_like(da), cp.empty_like(db)
+        io.upload_many([(a, xa), (b, xb)])
+        io.download_new(lc.matmul2d(xa, xb))
+
     import torch
 
     def torch_two() -> None:
@@ -82,6 +91,9 @@ def main(path: str | None) -> None:
         ("torch from_numpy().cuda() 2 x 4 MB + sync", torch_two),
         *[(f"host copy 4 MB into pinned, {w} threads", host_copy(w)) for w in (1, 2, 4, 8)],
         ("device gemm + download_new (pinned out)", gemm_and_download),
+        ("upload_many + gemm + download_new", composite),
+        ("the same on new device arrays", composite_fresh),
+        ("matmul 1024^3 one-shot, pageable (again)", lambda: lc.matmul2d(a, b, "cuda")),
         ("pinned_empty 4 MB", lambda: pinned_empty((1024, 1024))),
         ("matrix_sub 1024^2 one-shot, pinned", lambda: lc.matrix_sub(flat_a, flat_b, 1024, 1024,
                                                                      "cuda")),
