@@ -93,6 +93,31 @@ def erf(x: np.ndarray) -> np.ndarray:
     return np.copysign(result, x, out=result)
 
 
+# erfc(z) = t * exp(-z^2 + P(t)), t = 1 / (1 + z/2), z >= 0, with P the degree-9 Chebyshev fit
+# of Numerical Recipes' ``erfcc``: relative error below 1.1e-7 for every z (checked against
+# ``math.erfc`` on [0, 9]), so 1 + erf(x) keeps float32 accuracy on both sides of zero (it is
+# erfc(-x) for x < 0). Ten polynomial steps instead of the series' 32 terms and the continued
+# fraction's 45 divisions: float32 and float16 GELU take this path, float64 the exact one.
+_ERFC_FIT = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
+             -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+
+
+def _erfc_fit(z: np.ndarray) -> np.ndarray:
+    """erfc(z) for z >= 0 (float64, relative error < 1.1e-7); ``z`` is overwritten."""
+    t = np.multiply(z, 0.5)
+    t += 1.0
+    np.reciprocal(t, out=t)
+    p = np.full_like(z, _ERFC_FIT[-1])
+    for c in reversed(_ERFC_FIT[:-1]):
+        p *= t
+        p += c
+    np.multiply(z, z, out=z)
+    np.subtract(p, z, out=p)
+    np.exp(p, out=p)
+    p *= t
+    return p
+
+
 def _gelu_tanh(x: np.ndarray, out: np.ndarray) -> None:
     """0.5*x*(1 + tanh(sqrt(2/pi)*(x + 0.044715 x^3))); safe when ``out`` is ``x``."""
     with np.errstate(over="ignore", invalid="ignore"):
@@ -108,9 +133,18 @@ def _gelu_tanh(x: np.ndarray, out: np.ndarray) -> None:
 
 
 def _gelu_erf(x: np.ndarray, out: np.ndarray) -> None:
-    """0.5*x*(1 + erf(x/sqrt(2))), erf in float64; safe when ``out`` is ``x``."""
-    e = erf(np.multiply(x, _INV_SQRT_2, dtype=np.float64))
-    e += 1.0
+    """0.5*x*(1 + erf(x/sqrt(2))) computed in float64; safe when ``out`` is ``x``. float64
+    inputs take the exact erf; float32 and float16 the erfc fit (accurate beyond their
+    precision)."""
+    if x.dtype == np.float64:
+        e = erf(np.multiply(x, _INV_SQRT_2))
+        e += 1.0
+    else:
+        z = np.abs(x, dtype=np.float64)
+        z *= _INV_SQRT_2
+        with np.errstate(over="ignore", invalid="ignore"):
+            e = _erfc_fit(z)  # erfc(|x|/sqrt 2): 1 + erf(x/sqrt 2) for x < 0
+            np.subtract(2.0, e, out=e, where=x >= 0)  # and 2 - that for x >= 0
     e *= 0.5
     with np.errstate(invalid="ignore"):
         np.multiply(e, x, out=out, casting="same_kind")
