@@ -184,3 +184,20 @@ def test_erf_matches_math_erf_everywhere():
     specials = erf(np.array([np.inf, -np.inf, np.nan, -0.0]))
     np.testing.assert_array_equal(specials[:3], [1.0, -1.0, np.nan])
     assert math.copysign(1.0, specials[3]) == -1.0
+
+
+def test_erfc_fit_keeps_relative_accuracy_for_float32_gelu():
+    from lightning_core.backends.cpu.nn import _erfc_fit
+
+    z = np.concatenate([np.linspace(0.0, 9.0, 90_001), [1e-30, 0.5, 2.0, 4.7366, 26.0]])
+    ref = np.array([math.erfc(v) for v in z])
+    got = _erfc_fit(z.copy())
+    assert np.max(np.abs(got - ref) / ref) < 1.2e-7
+    assert _erfc_fit(np.array([np.inf]))[0] == 0.0
+    # float32 GELU (the fit) against the float64 path (the exact erf): the float32 tolerance
+    # relative to the value, on both sides of zero and far into the tails
+    x = np.concatenate([np.linspace(-9.0, 9.0, 36_001), [-30.0, 30.0]]).astype(np.float32)
+    got32 = lc_to_numpy(lc.gelu(x, "none", "cpu")).astype(np.float64)
+    exact = 0.5 * x.astype(np.float64) * np.array(
+        [math.erfc(-v / math.sqrt(2.0)) for v in x.astype(np.float64)])
+    np.testing.assert_allclose(got32, exact, rtol=3e-7, atol=1e-37)
