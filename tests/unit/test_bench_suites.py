@@ -274,13 +274,15 @@ def test_interleaved_timer_alternates_which_side_runs_first():
     order: list[str] = []
     times = host_times_interleaved({"a": lambda: order.append("a"),
                                     "b": lambda: order.append("b")},
-                                   warmup=2, rounds=4, per_round=3, budget_s=10.0)
+                                   warmup=2, rounds=4, per_round=3, round_warmup=1,
+                                   budget_s=10.0)
     assert [len(times["a"]), len(times["b"])] == [12, 12]
-    timed = order[4:]  # after 2 + 2 warm-up calls
-    firsts = [timed[i] for i in range(0, len(timed), 6)]
+    rounds = order[4:]  # after 2 + 2 warm-up calls: 4 rounds of (1 + 3) calls per side
+    assert len(rounds) == 4 * 2 * 4
+    firsts = [rounds[i] for i in range(0, len(rounds), 8)]
     assert firsts == ["a", "b", "a", "b"]  # each round starts with the other side
     assert all(t >= 0 for t in times["a"] + times["b"])
     # a spent budget still gives two rounds
     short = host_times_interleaved({"a": lambda: None}, warmup=0, rounds=8, per_round=2,
-                                   budget_s=0.0)
+                                   round_warmup=0, budget_s=0.0)
     assert len(short["a"]) == 4

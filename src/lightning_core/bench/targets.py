@@ -221,7 +221,10 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
             fns = {dev: (lambda dev=dev: lc_fn(*hosts, dev)) for dev in ("auto", "cpu", "cuda")}
             if t_fn is not None:
                 fns["torch"] = torch_oneshot(t_fn, *hosts)
-            times = host_times_interleaved(fns)
+            # Longer turns with a longer warm-up: a CPU turn leaves BLAS and pool threads
+            # spinning, a GPU turn leaves them asleep.
+            times = host_times_interleaved(fns, rounds=4, per_round=20, round_warmup=8,
+                                           budget_s=2.0)
             t_auto, t_cpu, t_cuda = times["auto"], times["cpu"], times["cuda"]
             faster, which = (t_cpu, "cpu") if statistics.median(t_cpu) <= statistics.median(
                 t_cuda) else (t_cuda, "cuda")

@@ -118,12 +118,13 @@ def host_times(fn: Callable[[], Any], sync: Callable[[], Any] = lambda: None, *,
 
 
 def host_times_interleaved(fns: dict[str, Callable[[], Any]], *, warmup: int = 20,
-                           rounds: int = 8, per_round: int = 10,
+                           rounds: int = 8, per_round: int = 10, round_warmup: int = 2,
                            budget_s: float = 1.2) -> dict[str, list[float]]:
     """Per-call µs of each of ``fns`` by the host clock, taken in alternating rounds of
     ``per_round`` calls so that none of them is always measured first or last (CPU clocks, thread
-    pools and caches warm and cool between phases); stops early after the budget, with at least
-    two rounds."""
+    pools and caches warm and cool between phases); each turn starts with ``round_warmup``
+    untimed calls (the switch from another side's work is not charged to this one); stops early
+    after the budget, with at least two rounds."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -136,6 +137,8 @@ def host_times_interleaved(fns: dict[str, Callable[[], Any]], *, warmup: int = 2
         if r % 2:
             order.reverse()
         for name, fn in order:
+            for _ in range(round_warmup):
+                fn()
             for _ in range(per_round):
                 t0 = time.perf_counter_ns()
                 fn()
