@@ -223,7 +223,7 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
                 fns["torch"] = torch_oneshot(t_fn, *hosts)
             # Longer turns with a longer warm-up: a CPU turn leaves BLAS and pool threads
             # spinning, a GPU turn leaves them asleep.
-            times = host_times_interleaved(fns, rounds=4, per_round=20, round_warmup=8,
+            times = host_times_interleaved(fns, rounds=8, per_round=12, round_warmup=6,
                                            budget_s=2.0)
             t_auto, t_cpu, t_cuda = times["auto"], times["cpu"], times["cuda"]
             faster, which = (t_cpu, "cpu") if statistics.median(t_cpu) <= statistics.median(
