@@ -424,3 +424,26 @@ def test_cpu_rate_survives_one_stalled_measurement(monkeypatch):
     assert len(seen) == 4
     assert rates["cpu_rate"] == pytest.approx(1e5, rel=1e-6)
     assert rates["cpu_overhead_us"] == pytest.approx(2.0, abs=1e-6)
+
+
+def test_a_variant_marked_default_leads_whatever_the_registration_order(monkeypatch):
+    from lightning_core.runtime.backend import implementations
+
+    key = ("cpu", "lc_default_probe")
+    monkeypatch.setitem(backend_mod._IMPLS, key, [])
+    monkeypatch.setattr(backend_mod, "_DEFAULTS", {})
+    register(*key, "first")(slow)
+    assert [i.variant for i in implementations(*key)] == ["first"]
+    register(*key, "marked", default=True)(fast)
+    register(*key, "third")(slow)
+    assert [i.variant for i in implementations(*key)] == ["marked", "first", "third"]
+    register(*key, "marked")(fast)  # re-registered unmarked: back to registration order
+    assert [i.variant for i in implementations(*key)] == ["first", "third", "marked"]
+
+
+def test_cublas_is_the_cuda_matmul_default_whatever_imports_first():
+    # The kernel modules import without CuPy; gemm (the tiled kernel) no longer imports blas.
+    from lightning_core.backends.cuda import gemm  # noqa: F401
+    from lightning_core.backends.cuda import blas  # noqa: F401
+
+    assert backend_mod._IMPLS[("cuda", "matmul")][0].variant == "cublas"

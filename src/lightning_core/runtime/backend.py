@@ -158,23 +158,36 @@ def register(backend: str, op: str, variant: str = "default", *,
              dtypes: Iterable[str] = ("float32", "float64"),
              precisions: Iterable[str] = ("fp32",),
              prepare: Callable[..., Any] | None = None, flat: bool = False,
+             default: bool = False,
              ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn`` as the ``variant`` implementation of ``op`` on ``backend``.
 
-    The first variant registered for an op is its default. ``prepare`` (optional) builds the
-    fast lane's launcher for one signature (see ``Impl.prepare``); ``flat`` says those
-    launchers work on flat memory (see ``Impl.flat``).
+    An op's default (the dispatcher's choice when nothing else decides) is the variant
+    registered with ``default=True``, whatever the import order; without one, the first
+    registered. ``prepare`` (optional) builds the fast lane's launcher for one signature (see
+    ``Impl.prepare``); ``flat`` says those launchers work on flat memory (see ``Impl.flat``).
     """
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         impl = Impl(backend, op, variant, fn, frozenset(dtypes), frozenset(precisions),
                     prepare, flat)
-        bucket = _IMPLS.setdefault((backend, op), [])
+        key = (backend, op)
+        bucket = _IMPLS.setdefault(key, [])
         bucket[:] = [i for i in bucket if i.variant != variant]
+        if default:
+            _DEFAULTS[key] = variant
+        elif _DEFAULTS.get(key) == variant:
+            del _DEFAULTS[key]  # re-registered without the mark
         bucket.append(impl)
+        marked = _DEFAULTS.get(key)
+        # The marked default first, the rest in registration order.
+        bucket.sort(key=lambda i: i.variant != marked)
         return fn
 
     return deco
+
+
+_DEFAULTS: dict[tuple[str, str], str] = {}  # (backend, op) -> variant registered default=True
 
 
 def implementations(backend: str, op: str) -> list[Impl]:

@@ -219,7 +219,7 @@ def _prepare_linear(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype, pre
 
 
 @register("cuda", "matmul", "cublas", dtypes=_DTYPES, precisions=_PRECISIONS,
-          prepare=_prepare_matmul)
+          prepare=_prepare_matmul, default=True)
 def matmul_cublas(a: Any, b: Any, *, out: Any, stream: Any, precision: str) -> str:
     """``out = a @ b`` through cuBLAS."""
     return gemm(a, b, out, stream, precision)

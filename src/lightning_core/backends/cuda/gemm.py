@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from ...runtime.backend import register
-from . import blas  # noqa: F401 - registered first, cuBLAS stays the default matmul
 from .compile import get_function
 from .launch import KernelCall
 
