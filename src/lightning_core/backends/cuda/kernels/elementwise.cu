@@ -27,8 +27,22 @@ __device__ __forceinline__ C lc_binop(C a, C b) {
     }
 }
 
-template <typename S, int OP, bool VEC>
-__global__ void lc_binary(const S* a, const S* b, S* out, long long n) {
+// The operation of lc_binary / lc_unary on computed (Acc) values; unary ignores its second.
+template <int OP>
+struct LcBinary {
+    template <typename C>
+    __device__ __forceinline__ C operator()(C a, C b) const { return lc_binop<OP>(a, b); }
+};
+template <int ACT>
+struct LcUnary {
+    template <typename C>
+    __device__ __forceinline__ C operator()(C a, C) const { return lc_activate<ACT>(a); }
+};
+
+// out[i] = f(a[i], b[i]) (ARITY 2) or f(a[i], _) (ARITY 1, b unread) over a grid-stride loop:
+// 16-byte packs first when VEC, then the scalar tail (all of it when not VEC).
+template <typename S, bool VEC, int ARITY, typename F>
+__device__ __forceinline__ void lc_map(const S* a, const S* b, S* out, long long n, F f) {
     const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     const long long stride = (long long)gridDim.x * blockDim.x;
     long long done = 0;
@@ -40,45 +54,32 @@ __global__ void lc_binary(const S* a, const S* b, S* out, long long n) {
         Pack<S>* ov = reinterpret_cast<Pack<S>*>(out);
         for (long long i = tid; i < nvec; i += stride) {
             const Pack<S> pa = av[i];
-            const Pack<S> pb = bv[i];
+            Pack<S> pb;
+            if constexpr (ARITY == 2) pb = bv[i];
             Pack<S> po;
 #pragma unroll
             for (int j = 0; j < N; ++j) {
-                po.v[j] = lc_from_acc<S>(lc_binop<OP>(lc_to_acc(pa.v[j]), lc_to_acc(pb.v[j])));
+                const typename Acc<S>::type x = lc_to_acc(pa.v[j]);
+                po.v[j] = lc_from_acc<S>(f(x, ARITY == 2 ? lc_to_acc(pb.v[j]) : x));
             }
             ov[i] = po;
         }
         done = nvec * N;
     }
     for (long long i = done + tid; i < n; i += stride) {
-        out[i] = lc_from_acc<S>(lc_binop<OP>(lc_to_acc(a[i]), lc_to_acc(b[i])));
+        const typename Acc<S>::type x = lc_to_acc(a[i]);
+        out[i] = lc_from_acc<S>(f(x, ARITY == 2 ? lc_to_acc(b[i]) : x));
     }
+}
+
+template <typename S, int OP, bool VEC>
+__global__ void lc_binary(const S* a, const S* b, S* out, long long n) {
+    lc_map<S, VEC, 2>(a, b, out, n, LcBinary<OP>());
 }
 
 template <typename S, int ACT, bool VEC>
 __global__ void lc_unary(const S* x, S* out, long long n) {
-    const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    long long done = 0;
-    if constexpr (VEC) {
-        constexpr int N = 16 / sizeof(S);
-        const long long nvec = n / N;
-        const Pack<S>* xv = reinterpret_cast<const Pack<S>*>(x);
-        Pack<S>* ov = reinterpret_cast<Pack<S>*>(out);
-        for (long long i = tid; i < nvec; i += stride) {
-            const Pack<S> px = xv[i];
-            Pack<S> po;
-#pragma unroll
-            for (int j = 0; j < N; ++j) {
-                po.v[j] = lc_from_acc<S>(lc_activate<ACT>(lc_to_acc(px.v[j])));
-            }
-            ov[i] = po;
-        }
-        done = nvec * N;
-    }
-    for (long long i = done + tid; i < n; i += stride) {
-        out[i] = lc_from_acc<S>(lc_activate<ACT>(lc_to_acc(x[i])));
-    }
+    lc_map<S, VEC, 1>(x, x, out, n, LcUnary<ACT>());
 }
 
 template <typename S, int ACT, bool BIAS>
