@@ -1,10 +1,13 @@
-"""CUDA single-head attention: one fused block for tiny problems, a split-KV flash grid else.
+"""CUDA single-head attention: a warp per query row for short sequences, a split-KV flash grid
+for longer ones.
 
-Both variants launch ``lc_attention_flash`` (``kernels/attention.cu``, whose header lists the
-launch limits) exactly once: ``fused_small`` as a single block holding every query row,
-``flash_splitkv`` with thin query tiles and the key range split over blocks when SMs would idle.
-``auto`` (the default) takes ``fused_small`` for the tiniest problems and ``flash_splitkv`` else;
-head dims beyond 256 run a composite cuBLAS + CuPy path. Launch plans and split-KV scratch are
+``rows`` launches ``lc_attention_rows`` (keys and values staged once per block). The flash
+variants launch ``lc_attention_flash`` (``kernels/attention.cu``, whose header lists the launch
+limits) exactly once: ``fused_small`` as a single block holding every query row,
+``flash_splitkv`` with query tiles and the key range split over blocks so that about one wave of
+resident blocks runs (geometry measured with ``tools/flash_sweep.py``). ``auto`` (the default)
+takes ``rows`` up to ``ROWS_AUTO_MAX_SEQ``, ``fused_small`` for the tiniest of the rest and
+``flash_splitkv`` else; head dims beyond 256 run a composite cuBLAS + CuPy path. Launch plans and split-KV scratch are
 cached per shape and stream, so a repeated call costs one kernel launch. float32 and float16
 inputs compute in float32, float64 inputs in float64.
 """
