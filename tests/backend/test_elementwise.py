@@ -201,3 +201,23 @@ def test_erfc_fit_keeps_relative_accuracy_for_float32_gelu():
     exact = 0.5 * x.astype(np.float64) * np.array(
         [math.erfc(-v / math.sqrt(2.0)) for v in x.astype(np.float64)])
     np.testing.assert_allclose(got32, exact, rtol=3e-7, atol=1e-37)
+
+
+def test_relu_block_path_matches_maximum_on_every_layout():
+    from lightning_core.backends.cpu.elementwise import _ZERO_BLOCK, relu_into
+
+    rng = np.random.default_rng(11)
+    for dtype in (np.float16, np.float32, np.float64):
+        x = rng.standard_normal(2 * _ZERO_BLOCK + 37).astype(dtype)  # several blocks + a tail
+        x[::101] = np.nan
+        x[5], x[6] = np.inf, -np.inf
+        out = np.full_like(x, 7)
+        relu_into(x, out)
+        np.testing.assert_array_equal(out, np.maximum(x, 0))
+        y = x.copy()
+        relu_into(y, y)  # in place
+        np.testing.assert_array_equal(y, np.maximum(x, 0))
+    strided = rng.standard_normal((64, 64)).astype(np.float32)[:, ::2]  # the fallback path
+    out = np.empty(strided.shape, np.float32)
+    relu_into(strided, out)
+    np.testing.assert_array_equal(out, np.maximum(strided, 0))

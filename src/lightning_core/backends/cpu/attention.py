@@ -16,6 +16,7 @@ from itertools import pairwise
 import numpy as np
 
 from ...runtime.backend import register
+from .elementwise import relu_into
 
 # Scores per block: 2**20 elements is 4 MiB in float32, which stays in a server core's L2/L3
 # between the two GEMMs; blocks keep at least 64 rows so each GEMM is large enough for BLAS.
@@ -56,7 +57,7 @@ def _normalise(o: np.ndarray, denom: np.ndarray,
     if out_bias:
         o += out_bias
     if relu:
-        np.maximum(o, 0, out=o)
+        relu_into(o, o)
 
 
 @register("cpu", "attention", "numpy")

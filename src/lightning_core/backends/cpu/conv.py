@@ -2,7 +2,8 @@
 
 The columns of image ``b`` are the matrix ``[C*KH*KW, OH*OW]``; ``w`` viewed as ``[OC, C*KH*KW]``
 times it is exactly the NCHW output plane ``[OC, OH*OW]``, so the GEMM writes straight into
-``out`` with no transpose afterwards. Bias and ReLU are applied in place on ``out``.
+``out`` with no transpose afterwards. A bias is one more weight column against a row of ones
+in the columns (no pass over ``out``); ReLU is applied in place on ``out``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...runtime.backend import register
+from .elementwise import relu_into
 
 # im2col scratch per chunk of images: 2**24 elements (64 MiB in float32) bounds peak memory on
 # large batches while each chunk still hands BLAS whole images.
@@ -42,15 +44,25 @@ def conv2d_im2col(x: np.ndarray, w: np.ndarray, *bias: np.ndarray, out: np.ndarr
     # images, as_strided ~3 us, this ~0.7 us.)
     cols_view = np.ndarray((n, c, kh, kw, oh, ow), xp.dtype, buffer=xp,
                            strides=(sn, sc, sh, sw, sh * stride_h, sw * stride_w))
-    weights = w.reshape(oc, depth)
     planes = out.reshape(n, oc, oh * ow)
-    chunk = max(1, _COLS_LIMIT // max(1, depth * oh * ow))
+    if bias:
+        # The bias rides in the GEMM: one more column of weights against a row of ones in the
+        # columns, instead of a broadcast pass over the output.
+        weights = np.concatenate([w.reshape(oc, depth), bias[0].reshape(oc, 1)], axis=1)
+        rows = depth + 1
+    else:
+        weights, rows = w.reshape(oc, depth), depth
+    chunk = max(1, _COLS_LIMIT // max(1, rows * oh * ow))
     for first in range(0, n, chunk):
         last = min(n, first + chunk)
-        # The reshape is the one im2col copy (a free view for 1x1 kernels at stride 1).
-        cols = cols_view[first:last].reshape(last - first, depth, oh * ow)
+        if bias:
+            # The one im2col copy, into columns with a row of ones under them.
+            cols = np.empty((last - first, rows, oh * ow), xp.dtype)
+            cols[:, depth] = 1
+            cols[:, :depth].reshape(last - first, c, kh, kw, oh, ow)[...] = cols_view[first:last]
+        else:
+            # The reshape is the one im2col copy (a free view for 1x1 kernels at stride 1).
+            cols = cols_view[first:last].reshape(last - first, depth, oh * ow)
         np.matmul(weights, cols, out=planes[first:last])
-    if bias:
-        out += bias[0][:, None, None]
     if relu:
-        np.maximum(out, out.dtype.type(0), out=out)  # NaN stays NaN, as in the CUDA kernels
+        relu_into(out, out)  # NaN stays NaN, as in the CUDA kernels

@@ -19,12 +19,41 @@ import numpy as np
 from ...runtime.backend import register
 from ...runtime.host_threads import chunks, host_threads, run_parallel
 
-__all__ = ["binary_numpy", "chunked", "PARALLEL_MIN_BYTES"]
+__all__ = ["binary_numpy", "chunked", "relu_into", "PARALLEL_MIN_BYTES"]
 
 _UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
 # Below this many output bytes one thread wins: handing chunks out costs tens of microseconds.
 PARALLEL_MIN_BYTES = 2 << 20
 _BYTES_PER_THREAD = 2 << 20
+
+
+# relu: NumPy's maximum against a broadcast 0 takes a slow, unvectorised loop (NumPy 2.4:
+# 12.9 us for 32768 float32 values, 410 us for 1M), against a contiguous array of zeros a SIMD
+# one (3.3 and 111 us). So relu reads a cached read-only block of zeros, block by block.
+_ZERO_BLOCK = 1 << 16
+_ZEROS: dict[np.dtype, np.ndarray] = {}
+
+
+def _zeros(dtype: np.dtype) -> np.ndarray:
+    block = _ZEROS.get(dtype)
+    if block is None:
+        block = np.zeros(_ZERO_BLOCK, dtype)
+        block.flags.writeable = False
+        _ZEROS[dtype] = block
+    return block
+
+
+def relu_into(x: np.ndarray, out: np.ndarray) -> None:
+    """``out = max(x, 0)`` (NaN stays NaN; ``out`` may be ``x``) for float arrays."""
+    if not (x.flags.c_contiguous and out.flags.c_contiguous and x.shape == out.shape
+            and x.dtype == out.dtype and x.dtype.kind == "f"):
+        np.maximum(x, x.dtype.type(0), out=out)
+        return
+    fx, fo, zeros = x.reshape(-1), out.reshape(-1), _zeros(x.dtype)
+    n = fx.size
+    for lo in range(0, n, _ZERO_BLOCK):
+        hi = min(n, lo + _ZERO_BLOCK)
+        np.maximum(fx[lo:hi], zeros[:hi - lo], out=fo[lo:hi])
 
 
 def _chunkable(out: np.ndarray, *ins: np.ndarray) -> bool:

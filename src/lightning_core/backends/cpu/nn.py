@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ...runtime.backend import register
-from .elementwise import chunked
+from .elementwise import chunked, relu_into
 
 __all__ = [
     "erf",
@@ -153,7 +153,7 @@ def _gelu_erf(x: np.ndarray, out: np.ndarray) -> None:
 def _activate(out: np.ndarray, activation: str | None) -> None:
     """Apply ``activation`` to ``out`` in place."""
     if activation == "relu":
-        np.maximum(out, 0, out=out)
+        relu_into(out, out)
     elif activation == "gelu_tanh":
         _gelu_tanh(out, out)
     elif activation == "gelu_erf":
@@ -161,7 +161,7 @@ def _activate(out: np.ndarray, activation: str | None) -> None:
 
 
 def _relu(x: np.ndarray, out: np.ndarray) -> None:
-    np.maximum(x, 0, out=out)
+    relu_into(x, out)
 
 
 @register("cpu", "relu", "numpy")
