@@ -286,3 +286,22 @@ def test_interleaved_timer_alternates_which_side_runs_first():
     short = host_times_interleaved({"a": lambda: None}, warmup=0, rounds=8, per_round=2,
                                    round_warmup=0, budget_s=0.0)
     assert len(short["a"]) == 4
+
+
+def test_paired_ratio_cancels_a_drift_between_rounds():
+    from lightning_core.bench import targets
+
+    # Both sides slow down together from round to round; ours is always 10% faster.
+    lc_us, ref_us = [], []
+    for level in (10.0, 30.0, 12.0, 40.0):
+        lc_us += [level] * 5
+        ref_us += [level * 1.1] * 5
+    assert abs(targets._paired_ratio(lc_us, ref_us, 5) - 1.1) < 1e-12
+    rows: list = []
+    targets._row(rows, "fam", "case", 1.05, lc_us, ref_us, "ref", turn=5)
+    assert rows[0]["pass"] and rows[0]["paired_turn"] == 5
+    assert abs(rows[0]["ratio_ref_over_lc"] - 1.1) < 1e-12
+    assert rows[0]["ratio_of_medians"] > 0
+    targets._row(rows, "fam", "case", 1.05, lc_us, ref_us, "ref")  # unpaired: medians
+    assert rows[1]["ratio_ref_over_lc"] == rows[1]["ratio_of_medians"]
+    assert targets._paired_ratio([], [1.0], 5) != targets._paired_ratio([], [1.0], 5)  # NaN

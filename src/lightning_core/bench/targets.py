@@ -4,8 +4,9 @@ Each row times the same work, at the same precision (true fp32: TF32 off on both
 says which target of the CUDA-backend issue it checks. "sync" rows time one call plus a stream
 synchronize with the host clock (what one call costs a user); "kernel" rows time device work
 with CUDA events. The two (or more) sides of a row are timed in alternating rounds, so neither
-always runs first on a warmer or cooler machine. Raw samples are kept so every ratio can be
-traced.
+always runs first on a warmer or cooler machine, and the row's ratio is the median of the
+rounds' ratios (a drift between rounds cancels; the ratio of the overall medians is kept as
+``ratio_of_medians``). Raw samples are kept so every ratio can be traced.
 
     PYTHONPATH=src python3 -m lightning_core.bench.targets --out results.json
     PYTHONPATH=src python3 -m lightning_core.bench.targets --only conv_attn,session  # a subset
@@ -63,15 +64,34 @@ def _event_us(cp: Any, fn: Callable[[], Any], reps: int = 50) -> float:
     return statistics.median(out)
 
 
+def _paired_ratio(lc_us: list[float], ref_us: list[float], turn: int) -> float:
+    """Median over rounds of (reference's turn median ÷ ours): samples come in turns of
+    ``turn`` calls taken side by side (``host_times_interleaved``), so each round's two
+    medians share the machine's state and a drift between rounds cancels."""
+    rounds = min(len(lc_us), len(ref_us)) // turn
+    ratios = [statistics.median(ref_us[i * turn:(i + 1) * turn])
+              / statistics.median(lc_us[i * turn:(i + 1) * turn]) for i in range(rounds)]
+    return statistics.median(ratios) if ratios else math.nan
+
+
 def _row(rows: list[dict[str, Any]], family: str, case: str, target: float, lc_us: list[float],
-         ref_us: list[float], ref_name: str, note: str = "") -> None:
+         ref_us: list[float], ref_name: str, note: str = "", *, turn: int | None = None) -> None:
+    """One target row. With ``turn`` (interleaved samples) the ratio is the paired one
+    (``_paired_ratio``); the ratio of the overall medians is kept beside it."""
     lc_med, ref_med = statistics.median(lc_us), statistics.median(ref_us)
-    ratio = ref_med / lc_med if lc_med > 0 else math.nan
+    of_medians = ref_med / lc_med if lc_med > 0 else math.nan
+    ratio = _paired_ratio(lc_us, ref_us, turn) if turn else of_medians
     rows.append({"family": family, "case": case, "lc_us": lc_med, "ref_us": ref_med,
-                 "reference": ref_name, "ratio_ref_over_lc": ratio, "target": target,
+                 "reference": ref_name, "ratio_ref_over_lc": ratio,
+                 "ratio_of_medians": of_medians, "paired_turn": turn, "target": target,
                  "pass": bool(ratio >= target), "note": note,
                  "lc_samples_us": lc_us, "ref_samples_us": ref_us})
 
+
+# Calls per turn of the interleaved timer (the paired ratio's rounds): rows comparing two
+# sides, and the device="auto" rows (three or four sides, longer turns).
+_TURN = 10
+_AUTO_TURN = 12
 
 FAMILIES = ("gemm", "elementwise", "attention", "conv_relu", "oneshot", "auto", "crossover",
             "host_overhead", "session", "conv_attn", "bandwidth")
@@ -105,7 +125,7 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
         """Per-call µs of ours and the reference (each call followed by its sync), measured in
         alternating rounds so neither side always runs first."""
         t = host_times_interleaved({"lc": lambda: (lc_fn(), lc_sync()),
-                                    "ref": lambda: (ref_fn(), ref_sync())})
+                                    "ref": lambda: (ref_fn(), ref_sync())}, per_round=_TURN)
         return t["lc"], t["ref"]
 
     def torch_oneshot(fn_t: Callable[..., Any], *hosts: np.ndarray) -> Callable[[], Any]:
@@ -121,7 +141,7 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
             (ca, ta), (cb, tb) = both(f32(m, k)), both(f32(k, n))
             lc_t, th_t = pair(lambda: lc.matmul2d(ca, cb), stream_sync, lambda: ta @ tb, tsync)
             tgt = 2.0 if m == 256 else 0.97
-            _row(rows, "gemm", f"m={m},k={k},n={n}", tgt, lc_t, th_t, "torch eager")
+            _row(rows, "gemm", f"m={m},k={k},n={n}", tgt, lc_t, th_t, "torch eager", turn=_TURN)
 
     # elementwise (device-resident)
     if want("elementwise"):
@@ -129,11 +149,13 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
             (ca, ta), (cb, tb) = both(f32(rows_ * cols)), both(f32(rows_ * cols))
             lc_t, th_t = pair(lambda: lc.matrix_sub(ca, cb, rows_, cols), stream_sync,
                               lambda: ta - tb, tsync)
-            _row(rows, "elementwise", f"matrix_sub {rows_}x{cols}", 1.2, lc_t, th_t, "torch eager")
+            _row(rows, "elementwise", f"matrix_sub {rows_}x{cols}", 1.2, lc_t, th_t, "torch eager",
+                 turn=_TURN)
         for n in (65536, 262144, 1048576, 4194304):
             (ca, ta), (cb, tb) = both(f32(n)), both(f32(n))
             lc_t, th_t = pair(lambda: lc.vector_add(ca, cb), stream_sync, lambda: ta + tb, tsync)
-            _row(rows, "elementwise", f"vector_add n={n}", 1.2, lc_t, th_t, "torch eager")
+            _row(rows, "elementwise", f"vector_add n={n}", 1.2, lc_t, th_t, "torch eager",
+                 turn=_TURN)
 
     # attention (device-resident) vs torch SDPA fp32
     if want("attention"):
@@ -145,7 +167,8 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
             lc_t, th_t = pair(lambda: lc.attention2d(cq, ck, cv, False), stream_sync,
                               lambda: F.scaled_dot_product_attention(tq, tk, tv), tsync)
             tgt = 2.0 if seq <= 96 else 3.0
-            _row(rows, "attention", f"seq={seq},head_dim={d}", tgt, lc_t, th_t, "torch SDPA eager")
+            _row(rows, "attention", f"seq={seq},head_dim={d}", tgt, lc_t, th_t, "torch SDPA eager",
+                 turn=_TURN)
 
     # conv + ReLU (device-resident) vs cuDNN conv + relu
     if want("conv_relu"):
@@ -158,7 +181,7 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
                               stream_sync, lambda: F.relu(F.conv2d(tx, tw, tb, padding=1)), tsync)
             small = n_ * oc * h * w_ * c * 9 < 2_000_000
             _row(rows, "conv_relu", f"batch={n_},in_ch={c},h={h},w={w_},out_ch={oc},k=3",
-                 2.0 if small else 1.0, lc_t, th_t, "torch eager (cuDNN)")
+                 2.0 if small else 1.0, lc_t, th_t, "torch eager (cuDNN)", turn=_TURN)
 
     # one-shot NumPy in / NumPy out, ordinary (pageable) arrays >= 1 MB
     if want("oneshot"):
@@ -174,7 +197,7 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
         for name, lc_fn, t_fn, hosts in oneshots:
             lc_t, th_t = pair(lambda: lc_fn(*hosts), lambda: None,
                               torch_oneshot(t_fn, *hosts), lambda: None)
-            _row(rows, "oneshot_pageable", name, 1.5, lc_t, th_t, "torch one-shot")
+            _row(rows, "oneshot_pageable", name, 1.5, lc_t, th_t, "torch one-shot", turn=_TURN)
             pinned = tuple(lc.pinned_like(h) for h in hosts)
             for src, dst in zip(hosts, pinned, strict=True):
                 dst[...] = src
@@ -223,17 +246,17 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
                 fns["torch"] = torch_oneshot(t_fn, *hosts)
             # Longer turns with a longer warm-up: a CPU turn leaves BLAS and pool threads
             # spinning, a GPU turn leaves them asleep.
-            times = host_times_interleaved(fns, rounds=8, per_round=12, round_warmup=6,
+            times = host_times_interleaved(fns, rounds=8, per_round=_AUTO_TURN, round_warmup=6,
                                            budget_s=2.0)
             t_auto, t_cpu, t_cuda = times["auto"], times["cpu"], times["cuda"]
             faster, which = (t_cpu, "cpu") if statistics.median(t_cpu) <= statistics.median(
                 t_cuda) else (t_cuda, "cuda")
             _row(rows, "auto_oneshot", name, 1 / 1.1, t_auto, faster, f"faster forced ({which})",
                  note=f"cpu {statistics.median(t_cpu):.1f} us, cuda {statistics.median(t_cuda):.1f}"
-                      " us")
+                      " us", turn=_AUTO_TURN)
             if t_fn is not None:
                 _row(rows, "auto_vs_torch", name, 2.0, t_auto, times["torch"],
-                     "torch GPU one-shot")
+                     "torch GPU one-shot", turn=_AUTO_TURN)
 
     # What the crossover decided those on: its calibration and, per auto case, its estimate.
     if want("crossover"):
@@ -319,12 +342,12 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
             times = host_times_interleaved({
                 "lc": lambda: (lc_graph(), stream_sync()),
                 "eager": lambda: (torch_chain(), tsync()),
-                "graph": lambda: (torch_graph(), tsync())})
+                "graph": lambda: (torch_graph(), tsync())}, per_round=_TURN)
             lc_t, th_t, tg_t = times["lc"], times["eager"], times["graph"]
             _row(rows, "conv_attn", f"conv 1x3->16 8x8 + attn seq={seq},d={d}", 4.0, lc_t, th_t,
-                 "torch eager", note=f"max err {err:.2e}")
+                 "torch eager", note=f"max err {err:.2e}", turn=_TURN)
             _row(rows, "conv_attn", f"conv 1x3->16 8x8 + attn seq={seq},d={d}", 1.0, lc_t, tg_t,
-                 "torch CUDA graph")
+                 "torch CUDA graph", turn=_TURN)
 
     # bandwidth of elementwise kernels on >= 64 MB
     if want("bandwidth"):
@@ -371,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         fails += not r["pass"]
         print(f"{'PASS' if r['pass'] else 'FAIL'} {r['family']:16s} {r['case']:44s} "
               f"lc {r['lc_us']:9.1f} us  ref {r['ref_us']:9.1f} us  "
-              f"x{r['ratio_ref_over_lc']:.2f} (target {r['target']}) {r['note']}")
+              f"x{r['ratio_ref_over_lc']:.2f}{' paired' if r.get('paired_turn') else ''} "
+              f"(target {r['target']}) {r['note']}")
     for name, est in result["crossover"].get("estimates", {}).items():
         print(f"crossover estimate {name}: cpu {est['cpu_us']:.1f} us, gpu {est['gpu_us']:.1f} us "
               f"({est['source']})")
