@@ -431,7 +431,6 @@ def test_a_variant_marked_default_leads_whatever_the_registration_order(monkeypa
 
     key = ("cpu", "lc_default_probe")
     monkeypatch.setitem(backend_mod._IMPLS, key, [])
-    monkeypatch.setattr(backend_mod, "_DEFAULTS", {})
     register(*key, "first")(slow)
     assert [i.variant for i in implementations(*key)] == ["first"]
     register(*key, "marked", default=True)(fast)

@@ -85,6 +85,8 @@ class Impl:
     # fast lane then passes the caller's arrays as they are and makes results in their final
     # shape, with no reshapes.
     flat: bool = False
+    # True for the op's declared default (``register(..., default=True)``).
+    default: bool = False
 
     @property
     def name(self) -> str:
@@ -170,24 +172,14 @@ def register(backend: str, op: str, variant: str = "default", *,
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         impl = Impl(backend, op, variant, fn, frozenset(dtypes), frozenset(precisions),
-                    prepare, flat)
-        key = (backend, op)
-        bucket = _IMPLS.setdefault(key, [])
+                    prepare, flat, default)
+        bucket = _IMPLS.setdefault((backend, op), [])
         bucket[:] = [i for i in bucket if i.variant != variant]
-        if default:
-            _DEFAULTS[key] = variant
-        elif _DEFAULTS.get(key) == variant:
-            del _DEFAULTS[key]  # re-registered without the mark
         bucket.append(impl)
-        marked = _DEFAULTS.get(key)
-        # The marked default first, the rest in registration order.
-        bucket.sort(key=lambda i: i.variant != marked)
+        bucket.sort(key=lambda i: not i.default)  # stable: the rest keep registration order
         return fn
 
     return deco
-
-
-_DEFAULTS: dict[tuple[str, str], str] = {}  # (backend, op) -> variant registered default=True
 
 
 def implementations(backend: str, op: str) -> list[Impl]:
