@@ -191,3 +191,75 @@ def test_sessions_in_threads(device):
 
     errors = run_in_threads(work, 4)
     assert not errors, errors
+
+
+def _dims(rng, *bounds):
+    return tuple(int(rng.integers(lo, hi + 1)) for lo, hi in bounds)
+
+
+def test_every_session_after_update_and_many_replays(device, rng):
+    """Each session kind, random shapes: parity with the float64 reference after ``update()``
+    (or new uploads) and after many replays; a call with changed shapes raises."""
+    m, k, n = _dims(rng, (1, 40), (1, 40), (1, 40))
+    a, b = rand(rng, m, k), rand(rng, k, n)
+    mm = lc.MatMulResidentSession(m, k, n, device)
+    out = poisoned((m, n))
+    mm.start_into(a, b, out)
+    a2, b2 = rand(rng, m, k), rand(rng, k, n)
+    mm.update(a=a2, b=b2)
+    mm.run_batch_sync_cached_no_download(300)
+    out = poisoned((m, n))
+    mm.finish_into(a2, b2, out)
+    assert_close(out, matmul_reference(a2, b2), scale=np.sqrt(k))
+    with pytest.raises(lc.SessionMismatchError):
+        mm.finish_into(rand(rng, m + 1, k), b2, poisoned((m + 1, n)))
+
+    rows, cols = _dims(rng, (1, 50), (1, 50))
+    ew = lc.MatrixElemwiseResidentSession(rows, cols, device)
+    for step in range(3):
+        x, y = rand(rng, rows * cols), rand(rng, rows * cols) + 3.0
+        out = poisoned(rows * cols)
+        ew.mul_start_into(x, y, out)
+        for _ in range(50):
+            ew.mul_run_into(x, y, out)
+        ew.div_finish_into(x, y, out)
+        assert_close(out, x.astype(np.float64) / y, scale=2)
+    with pytest.raises(lc.SessionMismatchError):
+        ew.sub_start_into(rand(rng, rows * cols + 1), y, poisoned(rows * cols + 1))
+
+    size = int(rng.integers(1, 3000))
+    va = lc.VectorAddResidentSession(size, device)
+    for _ in range(3):
+        x, y = rand(rng, size), rand(rng, size)
+        out = poisoned(size)
+        va.start_into(x, y, out)
+        for _ in range(40):
+            va.run_into(x, y, out)
+        va.finish_into(x, y, out)
+        assert_close(out, x.astype(np.float64) + y)
+    with pytest.raises(lc.SessionMismatchError):
+        va.start_into(rand(rng, size + 2), rand(rng, size + 2), poisoned(size + 2))
+
+    nb, c, h, w, oc = _dims(rng, (1, 3), (1, 4), (3, 13), (3, 13), (1, 6))
+    cs = lc.Conv2dResidentSession(nb, c, h, w, oc, 3, 3, 1, 1, 1, 1, True, device)
+    x, wt, bias = rand(rng, nb, c, h, w), rand(rng, oc, c, 3, 3), rand(rng, oc)
+    out = poisoned((nb, oc, h, w))
+    cs.start_into(x, wt, bias, out)
+    x2, w2, b2 = rand(rng, nb, c, h, w), rand(rng, oc, c, 3, 3), rand(rng, oc)
+    cs.update(x=x2, w=w2, bias=b2)
+    out = poisoned((nb, oc, h, w))
+    cs.run_batch_sync_into(x2, w2, b2, out, 120)
+    assert_close(out, conv2d_reference(x2, w2, b2, 1, 1, 1, 1, relu=True), scale=3)
+    with pytest.raises(lc.SessionMismatchError):
+        cs.finish_into(rand(rng, nb, c, h + 1, w), w2, b2, poisoned((nb, oc, h + 1, w)))
+
+    seq, d = _dims(rng, (1, 70), (1, 64))
+    at = lc.AttentionSession(seq, d, False, device)
+    for _ in range(3):
+        q, kk, v = rand(rng, seq, d), rand(rng, seq, d), rand(rng, seq, d)
+        out = poisoned((seq, d))
+        for _ in range(30):
+            at.forward_into(q, kk, v, out)
+        assert_close(out, attention_reference(q, kk, v, False))
+    with pytest.raises(lc.SessionMismatchError):
+        at.forward_into(rand(rng, seq + 1, d), kk, v, poisoned((seq + 1, d)))
