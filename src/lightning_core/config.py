@@ -88,6 +88,9 @@ _KNOB_LIST = (
          "Allow one-shot host calls with device='auto' to run on the CPU when that is faster."),
     Knob("LC_HOST_THREADS", int, 0,
          "Most host threads for staging copies and large CPU elementwise ops (0: min(8, cores))."),
+    Knob("LC_PIPELINE_CHUNK_BYTES", int, 1 << 20,
+         "Result bytes per chunk when a one-shot elementwise call on page-locked host arrays "
+         "overlaps its uploads, kernels and downloads (0: no overlap)."),
     Knob("LC_TUNE_HYST_PCT", float, 3.0,
          "A new tuned winner must beat the incumbent by more than this percentage."),
 )

@@ -21,6 +21,7 @@ from ...runtime.arrays import register_adopter, register_pinned_check
 from ...runtime.backend import Backend, Capabilities, Impl
 from ...runtime.policy import ONE_SHOT
 from .memory import HostIo, Recycler, is_pinned, pinned_empty
+from .pipeline import Pipeline
 
 __all__ = ["CudaBackend", "cupy_or_none"]
 
@@ -78,6 +79,7 @@ class CudaBackend(Backend):
         self._current_stream = cp.cuda.get_current_stream
         self._oom = cp.cuda.memory.OutOfMemoryError
         self.io = HostIo(cp, self._stream)
+        self._pipeline = Pipeline(cp, self._stream)
         register_adopter(self._adopt, native=cp.ndarray)
         register_pinned_check(is_pinned)
         _load_kernel_modules()
@@ -161,6 +163,10 @@ class CudaBackend(Backend):
         try:
             if call.resident and type(call.out) is not np.ndarray:
                 return self._run_resident(impl, call)
+            chunks = self._pipeline.chunks(impl, call) if impl.flat else 0
+            if chunks:
+                self._join_caller()
+                return self._pipeline.run(impl, call, chunks, self._check_device)
             return self._run_host(impl, call)
         except self._oom as exc:
             self.io.forget_resident()
