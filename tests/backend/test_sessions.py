@@ -216,7 +216,7 @@ def test_every_session_after_update_and_many_replays(device, rng):
 
     rows, cols = _dims(rng, (1, 50), (1, 50))
     ew = lc.MatrixElemwiseResidentSession(rows, cols, device)
-    for step in range(3):
+    for _ in range(3):
         x, y = rand(rng, rows * cols), rand(rng, rows * cols) + 3.0
         out = poisoned(rows * cols)
         ew.mul_start_into(x, y, out)

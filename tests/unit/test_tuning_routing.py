@@ -237,6 +237,31 @@ def test_crossover_model_charges_each_input_beyond_two():
                  pinned_out=True).gpu_us)
 
 
+def test_crossover_model_overlaps_pinned_flat_transfers(monkeypatch):
+    """A flat (elementwise) CUDA default on all-pinned data is charged the overlapped
+    transfers of backends/cuda/pipeline.py: the larger direction times the duplex cost, plus
+    the last chunk's download; anything else pays both directions in series."""
+    flat = Impl("cuda", "binary", "vec", lambda *a, **k: None, frozenset({"float32"}),
+                frozenset({"fp32"}), flat=True)
+    monkeypatch.setattr(crossover_mod, "implementations",
+                        lambda backend, op: [flat] if op == "binary" else [])
+    big = shapes.make_call("binary", (1 << 20,))  # 4 MB out: 4 chunks of 1 MiB
+    spec = keys.SPECS["binary"]
+    up, down = 2 * 4.194304 / 50 * 1e3, 4.194304 / 50 * 1e3
+    serial = estimate(spec, big, CAL, pinned_in=(True, False), pinned_out=True)
+    assert serial.gpu_us == pytest.approx(20 + up / 2 + 4.194304e3 / 10 + down + 2**20 / 1e5)
+    est = estimate(spec, big, CAL, pinned_in=(True, True), pinned_out=True)
+    assert est.gpu_us == pytest.approx(20 + up * crossover_mod._DUPLEX_COST + down / 4
+                                       + 2**20 / 1e5)
+    with config.override(LC_PIPELINE_CHUNK_BYTES=0):
+        off = estimate(spec, big, CAL, pinned_in=(True, True), pinned_out=True)
+    assert off.gpu_us == pytest.approx(20 + up + down + 2**20 / 1e5)
+    not_flat = Impl("cuda", "binary", "other", flat.fn, flat.dtypes, flat.precisions)
+    monkeypatch.setattr(crossover_mod, "implementations", lambda backend, op: [not_flat])
+    assert estimate(spec, big, CAL, pinned_in=(True, True),
+                    pinned_out=True).gpu_us == pytest.approx(off.gpu_us)
+
+
 def test_cpu_implementations_are_known_before_any_cpu_call():
     """The registry builds a backend before answering about it: in a fresh process the CPU
     crossover once heard "no CPU kernels" until something had run on the CPU."""
