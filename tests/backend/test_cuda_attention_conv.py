@@ -134,13 +134,39 @@ def test_attention_long_float64_and_float16(seq):
 def test_attention_headline_cases_are_one_kernel(seq, d):
     from lightning_core.backends.cuda.attention import choose_variant
 
-    assert choose_variant(seq, d, "float32") in ("rows", "fused_small", "flash_splitkv")
+    assert choose_variant(seq, d, "float32") in ("rows", "fused_small", "flash_tc",
+                                                 "flash_splitkv")
     rng = np.random.default_rng(seq * d)
     q, k, v = _attention_case(rng, seq, d, np.float32)
     for causal in (False, True):
         out = poisoned((seq, d), device="cuda")
         lc.attention2d_into(q, k, v, out, causal, "cuda")
         assert_close(out, attention_reference(q, k, v, causal))
+
+
+@pytest.mark.parametrize("seq,d", [(64, 64), (100, 33), (1000, 64), (777, 16), (2051, 64)])
+def test_attention_tensor_core_build_keeps_float32_accuracy(seq, d):
+    """flash_tc runs its tensor-core build here (not a fallback) and its split products keep
+    float32 accuracy: within a small factor of the SIMT kernel's error, far below plain TF32's
+    (~1e-3 on these logits)."""
+    from lightning_core.backends.cuda import attention as att
+
+    _, lim = att._device()
+    assert att._tc_config(seq, d, "float32", False, lim) is not None
+    assert att._tc_config(seq, d, "float32", True, lim) is None  # causal: flash_splitkv
+    rng = np.random.default_rng(seq * 3 + d)
+    q, k, v = _attention_case(rng, seq, d, np.float32, scale=2.0)
+    ref = attention_reference(q, k, v, False)
+    cp = _cp()
+    errs = {}
+    for impl in _variants("attention", np.float32):
+        if impl.variant in ("flash_tc", "flash_splitkv"):
+            out = poisoned((seq, d), device="cuda")
+            _launch(impl.fn, *(cp.asarray(a) for a in (q, k, v)), out=out, precision="fp32",
+                    causal=False, scale=1.0 / math.sqrt(d), post=None)
+            errs[impl.variant] = float(np.abs(cp.asnumpy(out) - ref).max())
+    assert errs["flash_tc"] < 2e-5, errs
+    assert errs["flash_tc"] <= 10 * errs["flash_splitkv"] + 1e-6, errs
 
 
 def test_attention_large_head_dim_composite_path():

@@ -26,8 +26,8 @@ from .compile import get_function
 from .launch import KernelCall, function_ptr
 from .memory import stream_scratch
 
-__all__ = ["attention_auto", "attention_fused_small", "attention_flash_splitkv", "choose_variant",
-           "ROWS_AUTO_MAX_SEQ"]
+__all__ = ["attention_auto", "attention_fused_small", "attention_flash_splitkv",
+           "attention_flash_tc", "choose_variant", "ROWS_AUTO_MAX_SEQ", "TC_AUTO_MIN_SEQ"]
 
 _FILE = "attention.cu"
 _DTYPES = ("float32", "float64", "float16")
@@ -52,6 +52,11 @@ _MIN_BLOCKS = {4: 4}
 # per SM (seq >= ~1800 at d=64); below that 32-row tiles, or 16 when even those give under one
 # pair per SM.
 _WIDE_TILE_PAIRS_PER_SM = 6
+# The tensor-core build (float32, head_dim <= 64, no causal mask): its launch bound and its
+# split target, and the shortest sequence ``auto`` gives it.
+_TC_MIN_BLOCKS = 1
+_TC_BLOCKS_PER_SM = 2
+TC_AUTO_MIN_SEQ = 1 << 30
 _MAX_FLASH_HEAD_DIM = 256
 _STATIC_SMEM = 1024  # the flash kernel's static shared memory, with slack
 _COMPOSITE_BLOCK = 64  # rows per causal block of the composite path
@@ -124,21 +129,37 @@ def _flash_shape(d: int, dtype_name: str) -> tuple[int, int, int]:
     return dp, rows, keys
 
 
-def _flash_smem_bytes(dp: int, rows: int, keys: int, dtype_name: str) -> int:
-    """Dynamic shared memory of ``lc_attention_flash``: Q, K (P reuses it), V."""
+def _flash_smem_bytes(dp: int, rows: int, keys: int, dtype_name: str, tc: bool = False) -> int:
+    """Dynamic shared memory of ``lc_attention_flash``: Q, K (P reuses it), V (rows padded by
+    8 values in the tensor-core build)."""
     bm, bn = 16 * rows, 8 * keys
-    elems = bm * (dp + 4) + max(bn * (dp + 4), bm * (bn + 4)) + bn * dp
+    elems = bm * (dp + 4) + max(bn * (dp + 4), bm * (bn + 4)) + bn * (dp + 8 if tc else dp)
     return elems * _acc_bytes(dtype_name)
 
 
-def choose_variant(seq: int, d: int, dtype_name: str) -> str:
-    """The variant ``auto`` runs for this shape: "rows", "fused_small", "flash_splitkv" or
-    "composite"."""
+def _tc_config(seq: int, d: int, dtype_name: str, causal: bool,
+               lim: _Limits) -> tuple[int, int, int] | None:
+    """(padded head dim, 4, 8) when the tensor-core flash build takes this call: float32,
+    head_dim <= 64, no causal mask (a masked key's value row may hold Inf or NaN, and the
+    tensor-core product cannot skip it as the SIMT kernel does), and its tiles fit."""
+    if dtype_name != "float32" or causal or d > 64:
+        return None
+    dp = 32 if d <= 32 else 64
+    if _flash_smem_bytes(dp, 4, 8, dtype_name, True) > lim.smem_per_block - _STATIC_SMEM:
+        return None
+    return dp, 4, 8
+
+
+def choose_variant(seq: int, d: int, dtype_name: str, causal: bool = False) -> str:
+    """The variant ``auto`` runs for this shape: "rows", "fused_small", "flash_tc",
+    "flash_splitkv" or "composite"."""
     _, lim = _device()
     if seq <= ROWS_AUTO_MAX_SEQ and _rows_config(seq, d, dtype_name, lim) is not None:
         return "rows"
     if seq * seq * d <= _FUSED_MAX_MACS and _flash_config(seq, d, dtype_name, lim, True):
         return "fused_small"
+    if seq >= TC_AUTO_MIN_SEQ and _tc_config(seq, d, dtype_name, causal, lim) is not None:
+        return "flash_tc"
     return "flash_splitkv" if _flash_config(seq, d, dtype_name, lim) is not None else "composite"
 
 
@@ -203,11 +224,13 @@ def _acc_type(dtype_name: str) -> type:
     return np.float64 if dtype_name == "float64" else np.float32
 
 
-def _splits(tiles: int, key_tiles: int, sm_count: int, rows: int, resident: int) -> int:
-    """Blocks per query tile so that about ``_BLOCKS_PER_SM`` blocks per SM exist but no more
-    than one wave (``resident`` blocks per SM), with every split getting the same whole number
-    of key tiles."""
-    want = min(-(-_BLOCKS_PER_SM[rows] * sm_count // tiles), resident * sm_count // tiles)
+def _splits(tiles: int, key_tiles: int, sm_count: int, rows: int, resident: int,
+            per_sm: int | None = None) -> int:
+    """Blocks per query tile so that about ``per_sm`` (default ``_BLOCKS_PER_SM[rows]``) blocks
+    per SM exist but no more than one wave (``resident`` blocks per SM), with every split
+    getting the same whole number of key tiles."""
+    per_sm = _BLOCKS_PER_SM[rows] if per_sm is None else per_sm
+    want = min(-(-per_sm * sm_count // tiles), resident * sm_count // tiles)
     if want <= 1:
         return 1
     per_split = -(-key_tiles // min(want, key_tiles))
@@ -227,17 +250,22 @@ def _resident_blocks(kernel: Any, smem: int) -> int:
 
 
 def _flash_plan(seq: int, d: int, dtype_name: str, vec: int,
-                config: tuple[int, int, int], lim: _Limits, single_block: bool) -> _Plan:
+                config: tuple[int, int, int], lim: _Limits, single_block: bool,
+                tc: bool = False) -> _Plan:
     dp, rows, keys = config
     tiles = -(-seq // (16 * rows))
-    smem = _flash_smem_bytes(dp, rows, keys, dtype_name)
-    min_blocks = _MIN_BLOCKS.get(rows, 1) if _acc_bytes(dtype_name) == 4 else 1
+    smem = _flash_smem_bytes(dp, rows, keys, dtype_name, tc)
+    if tc:
+        min_blocks = _TC_MIN_BLOCKS
+    else:
+        min_blocks = _MIN_BLOCKS.get(rows, 1) if _acc_bytes(dtype_name) == 4 else 1
     kernel = get_function(_FILE, "lc_attention_flash", {
         "LC_DTYPE": _DTYPE_CODE[dtype_name], "VEC_IO": vec, "HEAD_DIM_P": dp,
-        "ROWS_PT": rows, "KEYS_PT": keys, "MIN_BLOCKS": min_blocks})
+        "ROWS_PT": rows, "KEYS_PT": keys, "MIN_BLOCKS": min_blocks, "LC_TC": int(tc)})
     kernel.max_dynamic_shared_size_bytes = max(kernel.max_dynamic_shared_size_bytes, smem)
     splits = 1 if single_block else _splits(tiles, -(-seq // (8 * keys)), lim.sm_count, rows,
-                                            _resident_blocks(kernel, smem))
+                                            _resident_blocks(kernel, smem),
+                                            _TC_BLOCKS_PER_SM if tc else None)
     bm = 16 * rows
     scratch = (tiles * splits * bm * dp, tiles * splits * 2 * bm, tiles) if splits > 1 else None
     return _Plan(kernel, (splits, tiles, 1), (_THREADS, 1, 1), smem,
@@ -275,23 +303,27 @@ def _launcher(requested: str, seq: int, d: int, dtype_name: str, causal: bool,
               stream: Any) -> KernelCall | None:
     """The launch of one call shape (q, k, v, out go in per call); None: the composite path."""
     _, lim = _device()
-    variant = choose_variant(seq, d, dtype_name) if requested == "auto" else requested
+    variant = choose_variant(seq, d, dtype_name, causal) if requested == "auto" else requested
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     post = (1.0, 0.0, False) if post is None else post
+    tc = _tc_config(seq, d, dtype_name, causal, lim) if variant == "flash_tc" else None
+    if variant == "flash_tc" and tc is None:
+        variant = "flash_splitkv"  # outside the tensor-core build's limits
     if variant == "rows":
         rows = _rows_config(seq, d, dtype_name, lim)
         if rows is not None:
             return _rows_call(seq, d, dtype_name, rows, causal, scale, post, (0, 0), 0, vec)
         variant = "flash_splitkv"  # too long or too wide for it: the flash grid runs
     single = variant == "fused_small"
-    config = _flash_config(seq, d, dtype_name, lim, single)
+    config = tc or _flash_config(seq, d, dtype_name, lim, single)
     if single and config is None:  # more rows than one block holds: the auto choice runs
-        variant = choose_variant(seq, d, dtype_name)
+        variant = choose_variant(seq, d, dtype_name, causal)
+        tc = _tc_config(seq, d, dtype_name, causal, lim) if variant == "flash_tc" else None
         single = variant == "fused_small"
-        config = _flash_config(seq, d, dtype_name, lim, single)
+        config = tc or _flash_config(seq, d, dtype_name, lim, single)
     if config is None:
         return None
-    plan = _flash_plan(seq, d, dtype_name, vec, config, lim, single)
+    plan = _flash_plan(seq, d, dtype_name, vec, config, lim, single, tc is not None)
     acc = plan.acc
     out_scale, out_bias, relu = post
     scalars = (np.int32(seq), np.int32(d), np.int32(bool(causal)), acc(scale), acc(out_scale),
@@ -428,6 +460,16 @@ def attention_flash_splitkv(q: Any, k: Any, v: Any, *, out: Any, stream: Any, pr
     """Online-softmax tiles, the key range split over blocks when SMs would idle; head dims
     beyond its tiles run the composite (cuBLAS + CuPy) path."""
     _run("flash_splitkv", q, k, v, out, stream, causal, scale, post)
+
+
+@register("cuda", "attention", "flash_tc", dtypes=("float32",),
+          prepare=_prepare("flash_tc"))
+def attention_flash_tc(q: Any, k: Any, v: Any, *, out: Any, stream: Any, precision: str,
+                       causal: bool, scale: float | None, post: Any) -> None:
+    """The flash grid with Q K^T and P V on tensor cores at float32 accuracy (three TF32
+    products per pair of split operands); causal masks and head dims beyond 64 run
+    ``flash_splitkv``."""
+    _run("flash_tc", q, k, v, out, stream, causal, scale, post)
 
 
 _packed: OrderedDict[tuple[Any, ...], KernelCall | None] = OrderedDict()

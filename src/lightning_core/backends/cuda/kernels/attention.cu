@@ -21,6 +21,8 @@
 //   ROWS_PT      query rows per thread (1, 2 or 4)
 //   KEYS_PT      keys per thread per tile (4 or 8)
 //   MIN_BLOCKS   blocks per SM the flash kernel's registers must leave room for (launch bounds)
+//   LC_TC        1: the flash kernel's Q K^T and P V run on tensor cores with split products
+//                (float32 only, ROWS_PT 4, KEYS_PT 8, HEAD_DIM_P 32 or 64; see lc_tc_tile)
 //
 // Scores are kept in the log2 domain (Q is multiplied by scale * log2(e) on load) so every
 // exponential is one exp2. Rows with every key masked cannot occur for a valid row, but the
@@ -51,6 +53,12 @@
 #define LC_UNROLL(n) LC_PRAGMA(unroll n)
 #ifndef MIN_BLOCKS
 #define MIN_BLOCKS 1  // resident blocks per SM the register allocation must allow
+#endif
+#ifndef LC_TC
+#define LC_TC 0
+#endif
+#if LC_TC && (LC_DTYPE != 0 || ROWS_PT != 4 || KEYS_PT != 8 || (HEAD_DIM_P != 32 && HEAD_DIM_P != 64))
+#error "LC_TC needs float32, ROWS_PT 4, KEYS_PT 8 and HEAD_DIM_P 32 or 64"
 #endif
 
 #if LC_DTYPE == 1
@@ -227,7 +235,11 @@ __device__ __forceinline__ void lc_pv4(acc4 (&o)[ROWS], const acc4 (&p)[ROWS], c
 #define LC_BLOCK_M (16 * ROWS_PT)
 #define LC_BLOCK_N (8 * KEYS_PT)
 #define LC_LDK (HEAD_DIM_P + 4)
+#if LC_TC
+#define LC_LDV (HEAD_DIM_P + 8)  // B fragments read V[key t][dim g]: rows 8 banks apart
+#else
 #define LC_LDV HEAD_DIM_P
+#endif
 #define LC_LDP (LC_BLOCK_N + 4)
 // P reuses the K tile's shared memory once every warp has finished Q K^T (one more barrier per
 // tile): a 64-row fp32 block needs 51 KB instead of 68 KB.
@@ -248,6 +260,139 @@ __device__ __forceinline__ acc_t lc_row_reduce8(acc_t x) {
 }
 
 #ifndef LC_ROWS_ONLY  // the rows kernel's builds skip the flash kernel
+#if LC_TC
+// Tensor-core products at float32 accuracy (3xTF32): x = hi + lo with hi = tf32(x) and
+// lo = tf32(x - hi), and a * b ~ a.hi * b.hi + a.hi * b.lo + a.lo * b.hi (the dropped
+// a.lo * b.lo is ~2^-22 of the product). Accumulation is float32, as in the SIMT kernel.
+__device__ __forceinline__ void lc_tf32_split(float x, unsigned& hi, unsigned& lo) {
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(hi) : "f"(x));
+    const float rest = x - __uint_as_float(hi);
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(lo) : "f"(rest));
+}
+
+// d += a * b for one m16n8k8 tile (A row-major 16x8, B column-major 8x8, float32 accumulate).
+__device__ __forceinline__ void lc_mma_tf32(float (&d)[4], const unsigned (&a)[4], unsigned b0,
+                                            unsigned b1) {
+    asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// The three split products of one tile: the small terms first.
+__device__ __forceinline__ void lc_mma_3xtf32(float (&d)[4], const unsigned (&ah)[4],
+                                              const unsigned (&al)[4], float b0, float b1) {
+    unsigned bh0, bl0, bh1, bl1;
+    lc_tf32_split(b0, bh0, bl0);
+    lc_tf32_split(b1, bh1, bl1);
+    lc_mma_tf32(d, al, bh0, bh1);
+    lc_mma_tf32(d, ah, bl0, bl1);
+    lc_mma_tf32(d, ah, bh0, bh1);
+}
+
+#define LC_TC_DK (HEAD_DIM_P / 8)  // k-steps of Q K^T, and n-tiles of O over the head dim
+#define LC_TC_NK (LC_BLOCK_N / 8)  // n-tiles of S over the keys, and k-steps of P V
+
+// Fragment roles (PTX m16n8k8, lane = 4 * g + t): A holds (g, t), (g + 8, t), (g, t + 4),
+// (g + 8, t + 4); B holds (k = t, n = g), (t + 4, g); C holds (g, 2t), (g, 2t + 1),
+// (g + 8, 2t), (g + 8, 2t + 1). Warp w owns query rows 16w..16w+15 of the block's tile.
+struct lc_tc_state {
+    unsigned qh[LC_TC_DK][4], ql[LC_TC_DK][4];  // this warp's Q rows (scaled), split
+    float o[LC_TC_DK][4];                        // unnormalised O, C layout
+    float m[2], l[2];                            // rows g and g + 8: running max, partial sum
+};
+
+__device__ __forceinline__ void lc_tc_load_q(lc_tc_state& st, const float* qs, int wrow, int g,
+                                             int t) {
+#pragma unroll
+    for (int kk = 0; kk < LC_TC_DK; ++kk) {
+        const float* r0 = qs + (wrow + g) * LC_LDK + kk * 8 + t;
+        const float* r1 = r0 + 8 * LC_LDK;
+        lc_tf32_split(r0[0], st.qh[kk][0], st.ql[kk][0]);
+        lc_tf32_split(r1[0], st.qh[kk][1], st.ql[kk][1]);
+        lc_tf32_split(r0[4], st.qh[kk][2], st.ql[kk][2]);
+        lc_tf32_split(r1[4], st.qh[kk][3], st.ql[kk][3]);
+    }
+}
+
+// One key tile (K in ks, V in vs) into the warp's running state.
+__device__ __forceinline__ void lc_tc_tile(lc_tc_state& st, const float* ks, const float* vs,
+                                           int key0, int row0, int seq, int causal,
+                                           bool need_mask, int lane) {
+    const int g = lane >> 2, t = lane & 3;
+    float s[LC_TC_NK][4];
+#pragma unroll
+    for (int nt = 0; nt < LC_TC_NK; ++nt) {
+        s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+        const float* kr = ks + (nt * 8 + g) * LC_LDK + t;
+#pragma unroll
+        for (int kk = 0; kk < LC_TC_DK; ++kk) {
+            lc_mma_3xtf32(s[nt], st.qh[kk], st.ql[kk], kr[kk * 8], kr[kk * 8 + 4]);
+        }
+    }
+    float mx[2] = {LC_NEG_INF, LC_NEG_INF};
+#pragma unroll
+    for (int nt = 0; nt < LC_TC_NK; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            if (need_mask) {
+                const int key = key0 + nt * 8 + 2 * t + (e & 1);
+                const int row = row0 + g + 8 * (e >> 1);
+                if (key >= seq || (causal && key > row)) s[nt][e] = LC_NEG_INF;
+            }
+            mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
+        }
+    }
+    float m_use[2], alpha[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+        mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+        const float m_new = fmaxf(st.m[h], mx[h]);
+        m_use[h] = (m_new == LC_NEG_INF) ? 0.f : m_new;
+        alpha[h] = exp2f(st.m[h] - m_use[h]);
+        st.m[h] = m_new;
+        st.l[h] *= alpha[h];
+    }
+#pragma unroll
+    for (int nt = 0; nt < LC_TC_NK; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            s[nt][e] = exp2f(s[nt][e] - m_use[e >> 1]);
+            st.l[e >> 1] += s[nt][e];
+        }
+    }
+#pragma unroll
+    for (int n = 0; n < LC_TC_DK; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) st.o[n][e] *= alpha[e >> 1];
+    }
+    // P V: P's C fragments become A fragments (column t of a k-step sits in lane 4g + t/2,
+    // element t & 1; column t + 4 two lanes further).
+    const int src = (lane & ~3) | (t >> 1);
+    const bool odd = t & 1;
+#pragma unroll
+    for (int kk = 0; kk < LC_TC_NK; ++kk) {
+        float x[4], y[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            x[e] = __shfl_sync(0xffffffffu, s[kk][e], src);
+            y[e] = __shfl_sync(0xffffffffu, s[kk][e], src + 2);
+        }
+        unsigned ph[4], pl[4];
+        lc_tf32_split(odd ? x[1] : x[0], ph[0], pl[0]);
+        lc_tf32_split(odd ? x[3] : x[2], ph[1], pl[1]);
+        lc_tf32_split(odd ? y[1] : y[0], ph[2], pl[2]);
+        lc_tf32_split(odd ? y[3] : y[2], ph[3], pl[3]);
+        const float* vr = vs + (kk * 8 + t) * LC_LDV + g;
+#pragma unroll
+        for (int n = 0; n < LC_TC_DK; ++n) {
+            lc_mma_3xtf32(st.o[n], ph, pl, vr[n * 8], vr[4 * LC_LDV + n * 8]);
+        }
+    }
+}
+#endif  // LC_TC
+
 // part_acc: [tiles][splits][BLOCK_M][HEAD_DIM_P], part_ml: [tiles][splits][2][BLOCK_M],
 // counters: [tiles] ints, zero before the first launch; the merging block resets its counter.
 extern "C" __global__ void __launch_bounds__(128, MIN_BLOCKS)
@@ -284,6 +429,66 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
         l_run[a] = (acc_t)0;
     }
 
+#if LC_TC
+    {
+        const int lane = tid & 31;
+        const int g = lane >> 2, t = lane & 3;
+        const int wrow = (tid >> 5) * 16;
+        lc_tc_state st;
+#pragma unroll
+        for (int n = 0; n < LC_TC_DK; ++n) st.o[n][0] = st.o[n][1] = st.o[n][2] = st.o[n][3] = 0.f;
+        st.m[0] = st.m[1] = LC_NEG_INF;
+        st.l[0] = st.l[1] = 0.f;
+        if (kt_begin < kt_end) {
+            lc_load_tile<LC_BLOCK_M, HEAD_DIM_P, LC_LDK>(qs, q, q0, seq, d,
+                                                         scale * (acc_t)LC_LOG2E, tid);
+            __syncthreads();
+            lc_tc_load_q(st, qs, wrow, g, t);
+        }
+        for (int kt = kt_begin; kt < kt_end; ++kt) {
+            const int key0 = kt * LC_BLOCK_N;
+            __syncthreads();  // the previous tile's K and V are no longer read
+            lc_load_tile<LC_BLOCK_N, HEAD_DIM_P, LC_LDK>(ks, k, key0, seq, d, (acc_t)1, tid);
+            lc_load_tile<LC_BLOCK_N, HEAD_DIM_P, LC_LDV>(vs, v, key0, seq, d, (acc_t)1, tid);
+            __syncthreads();
+            const bool need_mask = (causal && key0 + LC_BLOCK_N - 1 > q0) ||
+                                   key0 + LC_BLOCK_N > seq;
+            lc_tc_tile(st, ks, vs, key0, q0 + wrow, seq, causal, need_mask, lane);
+        }
+        // Row sums over the quad, then the state goes through shared memory (Q's tile) into
+        // the SIMT layout the epilogue below reads (rows ty + 16 a, columns g * 32 + tx * 4).
+        __shared__ float tc_ml[2 * LC_BLOCK_M];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            st.l[h] += __shfl_xor_sync(0xffffffffu, st.l[h], 1);
+            st.l[h] += __shfl_xor_sync(0xffffffffu, st.l[h], 2);
+        }
+        __syncthreads();  // every warp is done with Q, K and V
+#pragma unroll
+        for (int n = 0; n < LC_TC_DK; ++n) {
+            float* r0 = qs + (wrow + g) * LC_LDK + n * 8 + 2 * t;
+            r0[0] = st.o[n][0];
+            r0[1] = st.o[n][1];
+            r0[8 * LC_LDK] = st.o[n][2];
+            r0[8 * LC_LDK + 1] = st.o[n][3];
+        }
+        if (t == 0) {
+            tc_ml[wrow + g] = st.m[0];
+            tc_ml[wrow + g + 8] = st.m[1];
+            tc_ml[LC_BLOCK_M + wrow + g] = st.l[0];
+            tc_ml[LC_BLOCK_M + wrow + g + 8] = st.l[1];
+        }
+        __syncthreads();
+#pragma unroll
+        for (int a = 0; a < ROWS_PT; ++a) {
+            const int r = ty + 16 * a;
+            m_run[a] = tc_ml[r];
+            l_run[a] = tc_ml[LC_BLOCK_M + r];
+#pragma unroll
+            for (int gg = 0; gg < LC_NG; ++gg) acc[a][gg] = lc_ld4<false>(qs + r * LC_LDK + gg * 32 + tx * 4);
+        }
+    }
+#else
     if (kt_begin < kt_end) {
         lc_load_tile<LC_BLOCK_M, HEAD_DIM_P, LC_LDK>(qs, q, q0, seq, d,
                                                      scale * (acc_t)LC_LOG2E, tid);
@@ -366,6 +571,8 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
             }
         }
     }
+
+#endif  // LC_TC
 
     if (splits == 1) {
 #pragma unroll
