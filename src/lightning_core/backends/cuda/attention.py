@@ -56,6 +56,8 @@ _WIDE_TILE_PAIRS_PER_SM = 6
 # split target, and the shortest sequence ``auto`` gives it.
 _TC_MIN_BLOCKS = 1
 _TC_BLOCKS_PER_SM = 2
+_TC_KEYS = 8  # keys per tile / 8
+_TC_TRUNC = 1
 TC_AUTO_MIN_SEQ = 1 << 30
 _MAX_FLASH_HEAD_DIM = 256
 _STATIC_SMEM = 1024  # the flash kernel's static shared memory, with slack
@@ -139,15 +141,15 @@ def _flash_smem_bytes(dp: int, rows: int, keys: int, dtype_name: str, tc: bool =
 
 def _tc_config(seq: int, d: int, dtype_name: str, causal: bool,
                lim: _Limits) -> tuple[int, int, int] | None:
-    """(padded head dim, 4, 8) when the tensor-core flash build takes this call: float32,
-    head_dim <= 64, no causal mask (a masked key's value row may hold Inf or NaN, and the
-    tensor-core product cannot skip it as the SIMT kernel does), and its tiles fit."""
+    """(padded head dim, 4, keys per thread) when the tensor-core flash build takes this call:
+    float32, head_dim <= 64, no causal mask (a masked key's value row may hold Inf or NaN, and
+    the tensor-core product cannot skip it as the SIMT kernel does), and its tiles fit."""
     if dtype_name != "float32" or causal or d > 64:
         return None
     dp = 32 if d <= 32 else 64
-    if _flash_smem_bytes(dp, 4, 8, dtype_name, True) > lim.smem_per_block - _STATIC_SMEM:
+    if _flash_smem_bytes(dp, 4, _TC_KEYS, dtype_name, True) > lim.smem_per_block - _STATIC_SMEM:
         return None
-    return dp, 4, 8
+    return dp, 4, _TC_KEYS
 
 
 def choose_variant(seq: int, d: int, dtype_name: str, causal: bool = False) -> str:
@@ -261,7 +263,8 @@ def _flash_plan(seq: int, d: int, dtype_name: str, vec: int,
         min_blocks = _MIN_BLOCKS.get(rows, 1) if _acc_bytes(dtype_name) == 4 else 1
     kernel = get_function(_FILE, "lc_attention_flash", {
         "LC_DTYPE": _DTYPE_CODE[dtype_name], "VEC_IO": vec, "HEAD_DIM_P": dp,
-        "ROWS_PT": rows, "KEYS_PT": keys, "MIN_BLOCKS": min_blocks, "LC_TC": int(tc)})
+        "ROWS_PT": rows, "KEYS_PT": keys, "MIN_BLOCKS": min_blocks, "LC_TC": int(tc),
+        "LC_TC_TRUNC": _TC_TRUNC})
     kernel.max_dynamic_shared_size_bytes = max(kernel.max_dynamic_shared_size_bytes, smem)
     splits = 1 if single_block else _splits(tiles, -(-seq // (8 * keys)), lim.sm_count, rows,
                                             _resident_blocks(kernel, smem),

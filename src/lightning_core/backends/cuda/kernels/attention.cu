@@ -22,7 +22,9 @@
 //   KEYS_PT      keys per thread per tile (4 or 8)
 //   MIN_BLOCKS   blocks per SM the flash kernel's registers must leave room for (launch bounds)
 //   LC_TC        1: the flash kernel's Q K^T and P V run on tensor cores with split products
-//                (float32 only, ROWS_PT 4, KEYS_PT 8, HEAD_DIM_P 32 or 64; see lc_tc_tile)
+//                (float32 only, ROWS_PT 4, HEAD_DIM_P 32 or 64; see lc_tc_tile)
+//   LC_TC_TRUNC  1: split x as hi = x with its low 13 bits cleared, lo = x - hi (exact; the
+//                tensor core reads the top 19 bits of lo); 0: both parts rounded by cvt.rna
 //
 // Scores are kept in the log2 domain (Q is multiplied by scale * log2(e) on load) so every
 // exponential is one exp2. Rows with every key masked cannot occur for a valid row, but the
@@ -57,8 +59,11 @@
 #ifndef LC_TC
 #define LC_TC 0
 #endif
-#if LC_TC && (LC_DTYPE != 0 || ROWS_PT != 4 || KEYS_PT != 8 || (HEAD_DIM_P != 32 && HEAD_DIM_P != 64))
-#error "LC_TC needs float32, ROWS_PT 4, KEYS_PT 8 and HEAD_DIM_P 32 or 64"
+#ifndef LC_TC_TRUNC
+#define LC_TC_TRUNC 1
+#endif
+#if LC_TC && (LC_DTYPE != 0 || ROWS_PT != 4 || (HEAD_DIM_P != 32 && HEAD_DIM_P != 64))
+#error "LC_TC needs float32, ROWS_PT 4 and HEAD_DIM_P 32 or 64"
 #endif
 
 #if LC_DTYPE == 1
@@ -265,9 +270,14 @@ __device__ __forceinline__ acc_t lc_row_reduce8(acc_t x) {
 // lo = tf32(x - hi), and a * b ~ a.hi * b.hi + a.hi * b.lo + a.lo * b.hi (the dropped
 // a.lo * b.lo is ~2^-22 of the product). Accumulation is float32, as in the SIMT kernel.
 __device__ __forceinline__ void lc_tf32_split(float x, unsigned& hi, unsigned& lo) {
+#if LC_TC_TRUNC
+    hi = __float_as_uint(x) & 0xffffe000u;
+    lo = __float_as_uint(x - __uint_as_float(hi));
+#else
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(hi) : "f"(x));
     const float rest = x - __uint_as_float(hi);
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(lo) : "f"(rest));
+#endif
 }
 
 // d += a * b for one m16n8k8 tile (A row-major 16x8, B column-major 8x8, float32 accumulate).
