@@ -166,7 +166,7 @@ def test_attention_tensor_core_build_keeps_float32_accuracy(seq, d):
                     causal=False, scale=1.0 / math.sqrt(d), post=None)
             errs[impl.variant] = float(np.abs(cp.asnumpy(out) - ref).max())
     assert errs["flash_tc"] < 2e-5, errs
-    assert errs["flash_tc"] <= 10 * errs["flash_splitkv"] + 1e-6, errs
+    assert errs["flash_tc"] <= 20 * errs["flash_splitkv"] + 2e-6, errs
 
 
 def test_attention_large_head_dim_composite_path():

@@ -5,9 +5,12 @@ for longer ones.
 variants launch ``lc_attention_flash`` (``kernels/attention.cu``, whose header lists the launch
 limits) exactly once: ``fused_small`` as a single block holding every query row,
 ``flash_splitkv`` with query tiles and the key range split over blocks so that about one wave of
-resident blocks runs (geometry measured with ``tools/flash_sweep.py``). ``auto`` (the default)
-takes ``rows`` up to ``ROWS_AUTO_MAX_SEQ``, ``fused_small`` for the tiniest of the rest and
-``flash_splitkv`` else; head dims beyond 256 run a composite cuBLAS + CuPy path. Launch plans
+resident blocks runs (geometry measured with ``tools/flash_sweep.py``), ``flash_tc`` the same
+grid with its products on tensor cores (float32 at float32 accuracy through split operands,
+head_dim <= 64, no causal mask; ``tools/probe_tc.py``). ``auto`` (the default) takes ``rows``
+up to ``ROWS_AUTO_MAX_SEQ``, ``fused_small`` for the tiniest of the rest, ``flash_tc`` for long
+sequences it takes and ``flash_splitkv`` else; head dims beyond 256 run a composite cuBLAS +
+CuPy path. Launch plans
 and split-KV scratch are cached per shape and stream, so a repeated call costs one kernel
 launch. float32 and float16 inputs compute in float32, float64 inputs in float64.
 """
@@ -52,13 +55,16 @@ _MIN_BLOCKS = {4: 4}
 # per SM (seq >= ~1800 at d=64); below that 32-row tiles, or 16 when even those give under one
 # pair per SM.
 _WIDE_TILE_PAIRS_PER_SM = 6
-# The tensor-core build (float32, head_dim <= 64, no causal mask): its launch bound and its
-# split target, and the shortest sequence ``auto`` gives it.
+# The tensor-core build (float32, head_dim <= 64, no causal mask), measured on an H200 with
+# tools/probe_tc.py (run 24, device us per call, d=64): truncating splits, 32-key tiles, no
+# launch bound, up to 4 blocks per SM: seq 4096 87.0 (SIMT flash 147.3), 2048 31.5 (52.0),
+# 1024 21.0 (21.1), 512 16.4 (11.1); d=32: 4096 55.0 (80.1), 1024 17.3 (13.8). ``auto`` takes
+# it from these sequence lengths on (by padded head dim).
 _TC_MIN_BLOCKS = 1
-_TC_BLOCKS_PER_SM = 2
-_TC_KEYS = 8  # keys per tile / 8
+_TC_BLOCKS_PER_SM = 4
+_TC_KEYS = 4  # keys per tile / 8
 _TC_TRUNC = 1
-TC_AUTO_MIN_SEQ = 1 << 30
+TC_AUTO_MIN_SEQ = {32: 2048, 64: 1536}
 _MAX_FLASH_HEAD_DIM = 256
 _STATIC_SMEM = 1024  # the flash kernel's static shared memory, with slack
 _COMPOSITE_BLOCK = 64  # rows per causal block of the composite path
@@ -160,7 +166,8 @@ def choose_variant(seq: int, d: int, dtype_name: str, causal: bool = False) -> s
         return "rows"
     if seq * seq * d <= _FUSED_MAX_MACS and _flash_config(seq, d, dtype_name, lim, True):
         return "fused_small"
-    if seq >= TC_AUTO_MIN_SEQ and _tc_config(seq, d, dtype_name, causal, lim) is not None:
+    tc = _tc_config(seq, d, dtype_name, causal, lim)
+    if tc is not None and seq >= TC_AUTO_MIN_SEQ[tc[0]]:
         return "flash_tc"
     return "flash_splitkv" if _flash_config(seq, d, dtype_name, lim) is not None else "composite"
 
