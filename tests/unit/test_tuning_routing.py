@@ -155,11 +155,11 @@ def test_promoted_table_and_gemm_knobs(tmp_path):
     att = keys.SPECS["attention"]
     variants = _impls("auto", "fused_small", "flash_splitkv")
     assert tuner.promoted(att, {"s": 8, "d": 16}, variants).variant == "fused_small"
-    assert tuner.promoted(att, {"s": 1024, "d": 64}, variants).variant == "flash_splitkv"
+    assert tuner.promoted(att, {"s": 1024, "d": 64}, variants).variant == "auto"
     assert tuner.promoted(att, {"s": 128, "d": 64}, variants) is None
     with_rows = _impls("auto", "rows", "fused_small", "flash_splitkv")
     assert tuner.promoted(att, {"s": 96, "d": 48}, with_rows).variant == "rows"
-    assert tuner.promoted(att, {"s": 1024, "d": 64}, with_rows).variant == "flash_splitkv"
+    assert tuner.promoted(att, {"s": 1024, "d": 64}, with_rows).variant == "auto"
     conv = keys.SPECS["conv2d"]
     small = {"n": 1, "c": 3, "h": 16, "w": 16, "oc": 16, "kh": 3, "kw": 3, "oh": 16, "ow": 16}
     assert tuner.promoted(conv, small, _impls("auto", "direct", "im2col_gemm")).variant == "direct"

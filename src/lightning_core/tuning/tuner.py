@@ -63,13 +63,15 @@ class Promoted:
 
 # From the H200 measurements behind the CUDA backend's own heuristics (backends/cuda/
 # attention.py, conv.py): one fused block wins while the problem fits it and more blocks would
-# not pay; split-KV tiles keep every SM busy on long sequences; a direct conv launch wins on
+# not pay; split-KV grids keep every SM busy on long sequences; a direct conv launch wins on
 # short reductions per output, im2col + cuBLAS on long reductions of large problems.
 PROMOTED: tuple[Promoted, ...] = (
     Promoted("attention", "rows", lambda d: d["s"] <= ROWS_AUTO_MAX_SEQ and d["d"] <= 64),
     Promoted("attention", "fused_small",
              lambda d: d["s"] <= 128 and d["s"] ** 2 * d["d"] <= 1 << 17),
-    Promoted("attention", "flash_splitkv", lambda d: d["s"] >= 256),
+    # Long sequences: the backend's own shape choice (split-KV SIMT tiles, or the tensor-core
+    # build for float32 without a causal mask from ``TC_AUTO_MIN_SEQ`` on).
+    Promoted("attention", "auto", lambda d: d["s"] >= 256),
     Promoted("matmul", "tiled", lambda d: d["m"] * d["k"] * d["n"] <= TILED_MAX_OPS),
     Promoted("conv2d", "direct", lambda d: d["c"] * d["kh"] * d["kw"] <= DIRECT_MAX_TAPS),
     Promoted("conv2d", "im2col_gemm", lambda d: d["c"] * d["kh"] * d["kw"] > DIRECT_MAX_TAPS
