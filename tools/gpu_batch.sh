@@ -7,7 +7,11 @@ set -u
 export PYTHONPATH=src:tests PYTHONUNBUFFERED=1 LC_CACHE_DIR=/tmp/lc_cache
 OUT=${OUT:-/tmp/lc_out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv > "$OUT/gpu.txt" 2>&1
-timeout ${TEST_S:-240} python3 -m pytest -q -p no:cacheprovider --tb=short --timeout 60 tests \
+# The suite tunes and calibrates under its own load (e.g. two processes tuning at once); its
+# tuning cache must not become the targets' (run 26: a CPU GEMM rate calibrated during the
+# suite at 7 GFLOP/s sent matmul 256^3 one-shots to the GPU).
+LC_TUNE_CACHE_FILE=/tmp/lc_tune_pytest.json timeout ${TEST_S:-240} python3 -m pytest -q \
+    -p no:cacheprovider --tb=short --timeout 60 tests \
     > "$OUT/test_gpu.log" 2>&1; echo "pytest rc=$?" >> "$OUT/test_gpu.log"
 tail -3 "$OUT/test_gpu.log"
 timeout ${TARGET_S:-200} python3 -m lightning_core.bench.targets --out "$OUT/cuda_targets.json" \
