@@ -88,6 +88,10 @@ _KNOB_LIST = (
          "Allow one-shot host calls with device='auto' to run on the CPU when that is faster."),
     Knob("LC_HOST_THREADS", int, 0,
          "Most host threads for staging copies and large CPU elementwise ops (0: min(8, cores))."),
+    Knob("LC_ATTENTION_SPLIT_TF32", _parse_bool, True,
+         "Long float32 attention on CUDA multiplies on tensor cores from split operands (three "
+         "TF32 products per pair, float32 sums: float32-class error, ~5x the SIMT kernel's); "
+         "0: SIMT kernels only."),
     Knob("LC_PIPELINE_CHUNK_BYTES", int, 1 << 20,
          "Result bytes per chunk when a one-shot elementwise call on page-locked host arrays "
          "overlaps its uploads, kernels and downloads (0: no overlap)."),

@@ -178,6 +178,19 @@ def test_attention_auto_takes_the_tensor_core_build_where_measured_faster():
     assert choose_variant(4096, 64, "float32", causal=True) == "flash_splitkv"
     assert choose_variant(4096, 64, "float16") == "flash_splitkv"
     assert choose_variant(4096, 80, "float32") == "flash_splitkv"
+    from lightning_core import config
+
+    with config.override(LC_ATTENTION_SPLIT_TF32=False):
+        assert choose_variant(4096, 64, "float32") == "flash_splitkv"
+        rng = np.random.default_rng(9)
+        q, k, v = _attention_case(rng, 2048, 64, np.float32)
+        out = poisoned((2048, 64), device="cuda")
+        lc.attention2d_into(q, k, v, out, False, "cuda")
+        simt = float(np.abs(lc_to_numpy(out) - attention_reference(q, k, v, False)).max())
+    out = poisoned((2048, 64), device="cuda")
+    lc.attention2d_into(q, k, v, out, False, "cuda")
+    split = float(np.abs(lc_to_numpy(out) - attention_reference(q, k, v, False)).max())
+    assert split != simt and split <= max(20 * simt, 2e-6)  # the knob reached the launch
 
 
 def test_attention_large_head_dim_composite_path():

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ... import config
 from ...runtime.backend import register
 from .compile import get_function
 from .launch import KernelCall, function_ptr
@@ -159,15 +160,16 @@ def _tc_config(seq: int, d: int, dtype_name: str, causal: bool,
 
 
 def choose_variant(seq: int, d: int, dtype_name: str, causal: bool = False) -> str:
-    """The variant ``auto`` runs for this shape: "rows", "fused_small", "flash_tc",
-    "flash_splitkv" or "composite"."""
+    """The variant ``auto`` runs for this shape: "rows", "fused_small", "flash_tc" (unless
+    ``LC_ATTENTION_SPLIT_TF32=0``), "flash_splitkv" or "composite"."""
     _, lim = _device()
     if seq <= ROWS_AUTO_MAX_SEQ and _rows_config(seq, d, dtype_name, lim) is not None:
         return "rows"
     if seq * seq * d <= _FUSED_MAX_MACS and _flash_config(seq, d, dtype_name, lim, True):
         return "fused_small"
     tc = _tc_config(seq, d, dtype_name, causal, lim)
-    if tc is not None and seq >= TC_AUTO_MIN_SEQ[tc[0]]:
+    if (tc is not None and seq >= TC_AUTO_MIN_SEQ[tc[0]]
+            and config.get("LC_ATTENTION_SPLIT_TF32")):
         return "flash_tc"
     return "flash_splitkv" if _flash_config(seq, d, dtype_name, lim) is not None else "composite"
 
@@ -346,7 +348,8 @@ def _launcher(requested: str, seq: int, d: int, dtype_name: str, causal: bool,
 def _cached_launcher(requested: str, seq: int, d: int, dtype: np.dtype, causal: bool,
                      scale: float | None, post: tuple[float, float, bool] | None, vec: int,
                      dev: int, stream: Any) -> KernelCall | None:
-    key = (requested, seq, d, dtype.char, causal, scale, post, vec, dev, stream.ptr)
+    split = requested == "auto" and config.get("LC_ATTENTION_SPLIT_TF32")
+    key = (requested, seq, d, dtype.char, causal, scale, post, vec, dev, stream.ptr, split)
     launch = _launchers.get(key, False)
     if launch is False:
         launch = _remember(_launchers, key, _launcher(requested, seq, d, dtype.name, causal,
