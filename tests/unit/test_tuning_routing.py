@@ -262,6 +262,24 @@ def test_crossover_model_overlaps_pinned_flat_transfers(monkeypatch):
                     pinned_out=True).gpu_us == pytest.approx(off.gpu_us)
 
 
+def test_calibration_waits_for_two_measurements_that_agree():
+    def fake(values):
+        it = iter(values)
+        calls = []
+
+        def measure():
+            calls.append(1)
+            return next(it)
+        return measure, calls
+
+    measure, calls = fake([2000.0, 80.0, 78.0, 1.0])  # a stall first, then two that agree
+    assert crossover_mod.settled_us(measure) == 78.0 and len(calls) == 3
+    measure, calls = fake([80.0, 90.0])  # steady: two runs
+    assert crossover_mod.settled_us(measure) == 80.0 and len(calls) == 2
+    measure, calls = fake([2000.0, 1000.0, 600.0, 350.0, 200.0, 120.0, 1.0])  # never settles
+    assert crossover_mod.settled_us(measure) == 120.0 and len(calls) == 6
+
+
 def test_cpu_implementations_are_known_before_any_cpu_call():
     """The registry builds a backend before answering about it: in a fresh process the CPU
     crossover once heard "no CPU kernels" until something had run on the CPU."""
@@ -432,8 +450,8 @@ def test_cpu_calibration_probes():
 
 
 def test_cpu_rate_survives_one_stalled_measurement(monkeypatch):
-    """Each probe is timed twice and the better median kept: one stall (run 11's calibration
-    saw a 192^3 CPU GEMM 60x too slow) must not set the CPU rate."""
+    """Each probe is timed until two medians agree and the best kept (``settled_us``): one
+    stall (run 11's calibration saw a 192^3 CPU GEMM 60x too slow) must not set the CPU rate."""
     from lightning_core.tuning import measure
 
     seen = []
@@ -446,7 +464,7 @@ def test_cpu_rate_survives_one_stalled_measurement(monkeypatch):
 
     monkeypatch.setattr(measure.HostRunner, "time_us", fake_time_us)
     rates = crossover_mod.measure_cpu("matmul")
-    assert len(seen) == 4
+    assert len(seen) == 5  # tiny: 2 agreeing runs; mid: the stall, then 2 agreeing runs
     assert rates["cpu_rate"] == pytest.approx(1e5, rel=1e-6)
     assert rates["cpu_overhead_us"] == pytest.approx(2.0, abs=1e-6)
 
