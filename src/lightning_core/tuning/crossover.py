@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from .. import config
+from ..backends.cuda.pipeline import chunk_count
 from ..runtime.backend import Backend, implementations
 from ..runtime.device import Route
 from ..runtime.dispatch import Call, host_pinned_flags
@@ -128,9 +129,7 @@ def _pipeline_chunks(spec: OpSpec, out_bytes: int, pinned_in: tuple[bool, ...],
     impls = implementations("cuda", spec.key)
     if not impls or not impls[0].flat:
         return 0
-    chunk = int(config.get("LC_PIPELINE_CHUNK_BYTES"))
-    count = out_bytes // chunk if chunk > 0 else 0
-    return min(count, 16) if count >= 2 else 0
+    return chunk_count(out_bytes)
 
 
 def _plain_oneshot(call: Call) -> bool:

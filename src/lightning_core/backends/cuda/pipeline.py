@@ -24,11 +24,19 @@ import numpy as np
 from ... import config
 from .memory import is_pinned, pinned_empty
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "chunk_count"]
 
 _H2D, _D2H = 1, 2
 _ALIGN = 4096  # chunk boundaries, in elements: every chunk keeps 16-byte alignment
 _MAX_CHUNKS = 16
+
+
+def chunk_count(out_bytes: int) -> int:
+    """Chunks of ``LC_PIPELINE_CHUNK_BYTES`` in a result of ``out_bytes`` (at most 16), or 0
+    when fewer than two: such a call runs unchunked."""
+    chunk_bytes = int(config.get("LC_PIPELINE_CHUNK_BYTES"))
+    count = out_bytes // chunk_bytes if chunk_bytes > 0 else 0
+    return min(count, _MAX_CHUNKS) if count >= 2 else 0
 
 
 class Pipeline:
@@ -54,8 +62,8 @@ class Pipeline:
         io = call.io
         if not impl.flat or io.upload is not None or not io.download:
             return 0
-        chunk_bytes = int(config.get("LC_PIPELINE_CHUNK_BYTES"))
-        if chunk_bytes <= 0:
+        count = chunk_count(math.prod(call.out_shape) * call.dtype.itemsize)
+        if not count:
             return 0
         out = call.out
         if out is not None and not (type(out) is np.ndarray and out.flags.c_contiguous
@@ -68,10 +76,7 @@ class Pipeline:
                 if not is_pinned(array):
                     return 0
                 host += 1
-        if not host:
-            return 0
-        count = math.prod(call.out_shape) * call.dtype.itemsize // chunk_bytes
-        return min(count, _MAX_CHUNKS) if count >= 2 else 0
+        return count if host else 0
 
     def _events(self, count: int) -> list[Any]:
         events = getattr(self._local, "events", None)
