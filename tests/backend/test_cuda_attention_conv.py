@@ -187,6 +187,15 @@ def test_attention_auto_takes_the_tensor_core_build_where_measured_faster():
         out = poisoned((2048, 64), device="cuda")
         lc.attention2d_into(q, k, v, out, False, "cuda")
         simt = float(np.abs(lc_to_numpy(out) - attention_reference(q, k, v, False)).max())
+        # A tuned or requested flash_tc is switched off too: it runs the SIMT kernel.
+        cp = _cp()
+        outs = []
+        for impl in _variants("attention", np.float32):
+            if impl.variant in ("flash_tc", "flash_splitkv"):
+                outs.append(poisoned((2048, 64), device="cuda"))
+                _launch(impl.fn, *(cp.asarray(a) for a in (q, k, v)), out=outs[-1],
+                        precision="fp32", causal=False, scale=1.0 / 8.0, post=None)
+        assert cp.array_equal(outs[0], outs[1])
     out = poisoned((2048, 64), device="cuda")
     lc.attention2d_into(q, k, v, out, False, "cuda")
     split = float(np.abs(lc_to_numpy(out) - attention_reference(q, k, v, False)).max())

@@ -188,9 +188,9 @@ def _rows_config(seq: int, d: int, dtype_name: str,
     return kpl, dpl, smem
 
 
-def _rows_plan(seq: int, dtype_name: str, config: tuple[int, int, int], wrap: bool,
+def _rows_plan(seq: int, dtype_name: str, geometry: tuple[int, int, int], wrap: bool,
                vec: int = 0) -> _Plan:
-    kpl, dpl, smem = config
+    kpl, dpl, smem = geometry
     rvec = int(bool(vec) and dtype_name == "float32" and not wrap)
     kernel = get_function(_FILE, "lc_attention_rows", {
         "LC_DTYPE": _DTYPE_CODE[dtype_name], "KPL": kpl, "DPL": dpl, "WRAP": int(wrap),
@@ -261,9 +261,9 @@ def _resident_blocks(kernel: Any, smem: int) -> int:
 
 
 def _flash_plan(seq: int, d: int, dtype_name: str, vec: int,
-                config: tuple[int, int, int], lim: _Limits, single_block: bool,
+                geometry: tuple[int, int, int], lim: _Limits, single_block: bool,
                 tc: bool = False) -> _Plan:
-    dp, rows, keys = config
+    dp, rows, keys = geometry
     tiles = -(-seq // (16 * rows))
     smem = _flash_smem_bytes(dp, rows, keys, dtype_name, tc)
     if tc:
@@ -294,7 +294,7 @@ def _scratch(plan: _Plan, stream: Any) -> tuple[Any, Any, Any]:
             stream_scratch("attention.counters", np.int32, stream, n_cnt, zeroed=True))
 
 
-def _rows_call(seq: int, d: int, dtype_name: str, config: tuple[int, int, int], causal: bool,
+def _rows_call(seq: int, d: int, dtype_name: str, geometry: tuple[int, int, int], causal: bool,
                scale: float, post: tuple[float, float, bool], offsets: tuple[int, int],
                wrap: int, vec: int = 0) -> KernelCall:
     """The rows kernel's launch. ``offsets`` are where K and V start after Q; ``wrap`` > 0 reads
@@ -303,7 +303,7 @@ def _rows_call(seq: int, d: int, dtype_name: str, config: tuple[int, int, int], 
     acc = _acc_type(dtype_name)
     out_scale, out_bias, relu = post
     i64 = np.int64
-    plan = _rows_plan(seq, dtype_name, config, wrap > 0, vec)
+    plan = _rows_plan(seq, dtype_name, geometry, wrap > 0, vec)
     return KernelCall(plan.kernel, plan.grid, plan.block, plan.smem, 4, (
         np.int32(seq), np.int32(d), np.int32(bool(causal)), acc(scale), acc(out_scale),
         acc(out_bias), np.int32(bool(relu)), i64(0), i64(offsets[0]), i64(offsets[1]),
@@ -318,24 +318,28 @@ def _launcher(requested: str, seq: int, d: int, dtype_name: str, causal: bool,
     variant = choose_variant(seq, d, dtype_name, causal) if requested == "auto" else requested
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     post = (1.0, 0.0, False) if post is None else post
-    tc = _tc_config(seq, d, dtype_name, causal, lim) if variant == "flash_tc" else None
+    tc = None
+    if variant == "flash_tc" and config.get("LC_ATTENTION_SPLIT_TF32"):
+        tc = _tc_config(seq, d, dtype_name, causal, lim)
     if variant == "flash_tc" and tc is None:
-        variant = "flash_splitkv"  # outside the tensor-core build's limits
+        # Outside the tensor-core build's limits, or switched off (a tuned or requested
+        # flash_tc too: the knob keeps every attention on the SIMT kernels).
+        variant = "flash_splitkv"
     if variant == "rows":
         rows = _rows_config(seq, d, dtype_name, lim)
         if rows is not None:
             return _rows_call(seq, d, dtype_name, rows, causal, scale, post, (0, 0), 0, vec)
         variant = "flash_splitkv"  # too long or too wide for it: the flash grid runs
     single = variant == "fused_small"
-    config = tc or _flash_config(seq, d, dtype_name, lim, single)
-    if single and config is None:  # more rows than one block holds: the auto choice runs
+    geometry = tc or _flash_config(seq, d, dtype_name, lim, single)
+    if single and geometry is None:  # more rows than one block holds: the auto choice runs
         variant = choose_variant(seq, d, dtype_name, causal)
         tc = _tc_config(seq, d, dtype_name, causal, lim) if variant == "flash_tc" else None
         single = variant == "fused_small"
-        config = tc or _flash_config(seq, d, dtype_name, lim, single)
-    if config is None:
+        geometry = tc or _flash_config(seq, d, dtype_name, lim, single)
+    if geometry is None:
         return None
-    plan = _flash_plan(seq, d, dtype_name, vec, config, lim, single, tc is not None)
+    plan = _flash_plan(seq, d, dtype_name, vec, geometry, lim, single, tc is not None)
     acc = plan.acc
     out_scale, out_bias, relu = post
     scalars = (np.int32(seq), np.int32(d), np.int32(bool(causal)), acc(scale), acc(out_scale),
@@ -348,7 +352,7 @@ def _launcher(requested: str, seq: int, d: int, dtype_name: str, causal: bool,
 def _cached_launcher(requested: str, seq: int, d: int, dtype: np.dtype, causal: bool,
                      scale: float | None, post: tuple[float, float, bool] | None, vec: int,
                      dev: int, stream: Any) -> KernelCall | None:
-    split = requested == "auto" and config.get("LC_ATTENTION_SPLIT_TF32")
+    split = requested in ("auto", "flash_tc") and config.get("LC_ATTENTION_SPLIT_TF32")
     key = (requested, seq, d, dtype.char, causal, scale, post, vec, dev, stream.ptr, split)
     launch = _launchers.get(key, False)
     if launch is False:
