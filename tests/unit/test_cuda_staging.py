@@ -120,3 +120,20 @@ def test_a_failing_copy_is_raised_after_the_batch(io, rng, monkeypatch):
     monkeypatch.setattr(memory.np, "copyto", flaky)
     with config.override(LC_HOST_THREADS=4), pytest.raises(MemoryError, match="copy failed"):
         io.upload_many([(a, _Dev(a.size))])
+
+
+def test_pipeline_chunk_count_follows_the_knob():
+    """How many overlapped chunks a pinned elementwise one-shot runs in (CPU-side rule shared
+    by the backend and the crossover model): whole chunks of LC_PIPELINE_CHUNK_BYTES, at least
+    two, at most sixteen; 0 turns it off."""
+    from lightning_core.backends.cuda.pipeline import chunk_count
+
+    mib = 1 << 20
+    assert config.get("LC_PIPELINE_CHUNK_BYTES") == mib
+    assert [chunk_count(b) for b in (0, mib, 2 * mib - 1, 2 * mib, 4 * mib, 5 * mib + 7)] == \
+        [0, 0, 0, 2, 4, 5]
+    assert chunk_count(1 << 30) == 16
+    with config.override(LC_PIPELINE_CHUNK_BYTES=0):
+        assert chunk_count(64 * mib) == 0
+    with config.override(LC_PIPELINE_CHUNK_BYTES=256 << 10):
+        assert chunk_count(mib) == 4
