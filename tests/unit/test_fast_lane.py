@@ -122,3 +122,35 @@ def test_auto_keys_tell_pinned_host_arrays_apart(monkeypatch):
     assert dispatch.lane_key("vector_add", "cpu", ("add",), (a, b))[-1] is None
     monkeypatch.setattr(arrays, "_PINNED_CHECK", [])
     assert dispatch.lane_key("vector_add", "auto", ("add",), (a, b))[-1] is None
+
+
+def test_auto_call_asks_whether_an_array_is_pinned_once(monkeypatch):
+    """A device="auto" host call asks the driver once per array: the lane key's answer is the
+    decision key's and the crossover's (kept on the call); a copied input counts as pageable."""
+    from lightning_core.backends.cpu import CpuBackend
+    from lightning_core.runtime import arrays
+
+    n = arrays.PINNED_MIN_BYTES // 4
+    a, b = np.ones(n, np.float32), np.full(n, 2.0, np.float32)
+    asked = []
+
+    def check(x):
+        asked.append(x.nbytes)
+        return True  # every array big enough counts as pinned
+
+    seen = []
+    real_run = CpuBackend.run
+
+    def spy(self, impl, call):
+        seen.append(call.pinned)
+        return real_run(self, impl, call)
+
+    monkeypatch.setattr(arrays, "_PINNED_CHECK", [check])
+    monkeypatch.setattr(CpuBackend, "run", spy)
+    dispatch.clear_decisions()
+    assert np.array_equal(lc.vector_add(a, b), a + b)
+    assert len(asked) == 2 and seen == [(True, True)]
+    asked.clear()
+    ints = np.ones(n, np.int32)  # converted to float32: a copy, which is pageable
+    assert np.array_equal(lc.vector_add(ints, b), ints + b)
+    assert len(asked) == 2 and seen[-1] == (False, True)

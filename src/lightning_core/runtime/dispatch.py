@@ -44,6 +44,8 @@ class Call:
     io: IoPlan = ONE_SHOT
     precision: str = "fp32"
     variant: str | None = None  # explicit implementation request (policy)
+    # ``host_pinned_flags`` of this call, asked of the driver once (see there).
+    pinned: tuple[bool, ...] | None = None
 
     @property
     def resident(self) -> bool:
@@ -131,13 +133,27 @@ def _route(call: Call, device: object) -> Route:
     return route
 
 
-def host_pinned_flags(call: Call) -> tuple[bool, ...]:
+def host_pinned_flags(call: Call, lane: tuple[Any, ...] | None = None) -> tuple[bool, ...]:
     """Per input, then ``out`` when there is one: a page-locked NumPy array big enough for
-    it to matter (``pinned_flags``); all False while no device backend can tell."""
-    arrays = [o.array for o in call.inputs]
-    if call.out is not None:
-        arrays.append(call.out)
-    return pinned_flags(arrays) or (False,) * len(arrays)
+    it to matter (``pinned_flags``); all False while no device backend can tell.
+
+    Each answer costs a driver query of a few microseconds, so a call asks once: the answer
+    is kept on the call (the decision key and the crossover read it), and a ``device="auto"``
+    lane key already holds it for the caller's arrays (``lane_key``'s last field), which are
+    the call's inputs except where an input was copied (a fresh, pageable array).
+    """
+    if call.pinned is None:
+        known = lane[-1] if lane is not None else None
+        if known is not None:
+            n = len(call.inputs)
+            call.pinned = tuple(f and not o.copied for f, o in zip(known, call.inputs,
+                                                                  strict=False)) + known[n:]
+        else:
+            arrays = [o.array for o in call.inputs]
+            if call.out is not None:
+                arrays.append(call.out)
+            call.pinned = pinned_flags(arrays) or (False,) * len(arrays)
+    return call.pinned
 
 
 def execute(call: Call, device: object, *, lane: tuple[Any, ...] | None = None,
@@ -157,7 +173,7 @@ def execute(call: Call, device: object, *, lane: tuple[Any, ...] | None = None,
            call.out_shape, tuple([o.array.shape for o in inputs]),
            tuple([o.on_device for o in inputs]), call.io,
            # "auto" routes host data by its transfer speed: pinned or not is part of the key.
-           host_pinned_flags(call) if device == "auto" else None)
+           host_pinned_flags(call, lane) if device == "auto" else None)
     hit = _decisions.get(key)
     if hit is None:
         route = _route(call, device)
