@@ -10,9 +10,9 @@ grid with its products on tensor cores (float32 at float32 accuracy through spli
 head_dim <= 64, no causal mask; ``tools/probe_tc.py``). ``auto`` (the default) takes ``rows``
 up to ``ROWS_AUTO_MAX_SEQ``, ``fused_small`` for the tiniest of the rest, ``flash_tc`` for long
 sequences it takes and ``flash_splitkv`` else; head dims beyond 256 run a composite cuBLAS +
-CuPy path. Launch plans
-and split-KV scratch are cached per shape and stream, so a repeated call costs one kernel
-launch. float32 and float16 inputs compute in float32, float64 inputs in float64.
+CuPy path. Launch plans and split-KV scratch are cached per shape and stream, so a repeated
+call costs one kernel launch. float32 and float16 inputs compute in float32, float64 inputs in
+float64.
 """
 
 from __future__ import annotations
