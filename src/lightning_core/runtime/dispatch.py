@@ -26,8 +26,8 @@ from .backend import Backend, Impl, get_backend, implementations
 from .device import Route, resolve
 from .policy import ONE_SHOT, IoPlan
 
-__all__ = ["Call", "execute", "host_pinned_flags", "choose_impl", "set_selector", "set_crossover", "clear_decisions",
-           "lane_key", "try_lane", "Lane", "MISS"]
+__all__ = ["Call", "execute", "host_pinned_flags", "choose_impl", "set_selector", "set_crossover",
+           "clear_decisions", "lane_key", "try_lane", "Lane", "MISS"]
 
 
 @dataclass(slots=True)

@@ -5,8 +5,9 @@ unused (NumPy takes ~2.6 ms for a 4M-element add on the H200 host). Large contig
 are therefore cut into chunks that the shared host pool (``runtime.host_threads``) runs at
 once; ufuncs release the GIL. Measured there (probe_host, run 13): a 4 MB result went fastest
 on 2 threads (468 against 664 us on one), 16 MB on 8 (1071 against 2701 us), so one thread
-per ``_BYTES_PER_THREAD`` of result, up to the pool's size. Each chunk reads and writes one index range, so ``out`` may be
-``a`` or ``b`` itself; any other overlap takes the single call (NumPy buffers it).
+per ``_BYTES_PER_THREAD`` of result, up to the pool's size. Each chunk reads and writes one
+index range, so ``out`` may be ``a`` or ``b`` itself; any other overlap takes the single call
+(NumPy buffers it).
 """
 
 from __future__ import annotations

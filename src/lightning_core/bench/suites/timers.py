@@ -19,7 +19,8 @@ import numpy as np
 
 from ..harness import Sample, _sample, measure
 
-__all__ = ["host_times", "host_median_us", "pipelined", "pipeline_batch", "cupy_event_timer", "torch_event_timer", "flush_bytes",
+__all__ = ["host_times", "host_times_interleaved", "host_median_us", "pipelined",
+           "pipeline_batch", "cupy_event_timer", "torch_event_timer", "flush_bytes",
            "held_device_us"]
 
 # The L2 flush buffer is at least this big even when the device reports a smaller L2.
