@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One batch on the GPU machine: GPU test suite, CUDA acceptance targets, sanitizer on the CUDA
-# kernel tests (SANITIZE=1), a host profile (PROFILE=0 skips it), `lc bench all` (BENCH_ALL=1,
-# packed as $OUT/bench_all.tar: the device tool returns a limited number of files).
+# One batch on the GPU machine: GPU test suite, CUDA acceptance targets (TARGETS=0 skips them),
+# sanitizer on the CUDA kernel tests (SANITIZE=1), a host profile (PROFILE=0 skips it),
+# `lc bench all` (BENCH_ALL=1, packed as $OUT/bench_all.tar: the device tool returns a limited
+# number of files).
 # Results land in $OUT (logs, JSON, CSV).
 set -u
 export PYTHONPATH=src:tests PYTHONUNBUFFERED=1 LC_CACHE_DIR=/tmp/lc_cache
@@ -14,9 +15,11 @@ LC_TUNE_CACHE_FILE=/tmp/lc_tune_pytest.json timeout ${TEST_S:-240} python3 -m py
     -p no:cacheprovider --tb=short --timeout 60 tests \
     > "$OUT/test_gpu.log" 2>&1; echo "pytest rc=$?" >> "$OUT/test_gpu.log"
 tail -3 "$OUT/test_gpu.log"
-timeout ${TARGET_S:-200} python3 -m lightning_core.bench.targets --out "$OUT/cuda_targets.json" \
-    > "$OUT/targets.log" 2>&1; echo "targets rc=$?" >> "$OUT/targets.log"
-tail -60 "$OUT/targets.log"
+if [ "${TARGETS:-1}" = 1 ]; then
+  timeout ${TARGET_S:-200} python3 -m lightning_core.bench.targets --out "$OUT/cuda_targets.json" \
+      > "$OUT/targets.log" 2>&1; echo "targets rc=$?" >> "$OUT/targets.log"
+  tail -60 "$OUT/targets.log"
+fi
 if [ "${SANITIZE:-0}" = 1 ]; then
   timeout 150 compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest -q \
       -p no:cacheprovider -x -m "not api_errors" tests/device/cuda \
