@@ -99,6 +99,25 @@ def test_pinned_sources_skip_staging(io, rng):
     assert io.staged_bytes() == 4 << 20  # only b was staged (one block, kept for reuse)
 
 
+def test_call_flags_answer_for_the_driver_where_they_can(io, rng, monkeypatch):
+    """A call's pinned flags (host_pinned_flags: True, or False for arrays of at least
+    PINNED_MIN_BYTES, which were asked) stand for the driver's answer; a False flag on a
+    smaller array was never asked, so the driver is."""
+    asked = []
+    monkeypatch.setattr(memory, "_is_memory_pinned", [lambda ptr: asked.append(ptr) or True])
+    big, small = _src(rng, memory.PINNED_MIN_BYTES), _src(rng, 1000)
+    assert memory.pinned_by_flag(big, True) and not asked
+    assert not memory.pinned_by_flag(big, False) and not asked
+    assert memory.pinned_by_flag(small, False) and asked == [small.ctypes.data]
+    assert memory.pinned_by_flag(big, None) and asked[-1] == big.ctypes.data
+    # upload_many takes the flags: a big source flagged pinned goes straight to DMA unasked.
+    asked.clear()
+    dev = _Dev(big.size)
+    io.upload_many([(big, dev)], [True])
+    np.testing.assert_array_equal(dev.host, big)
+    assert not asked and io.staged_bytes() == 0 and (dev.data.ptr, big.size) in io.copies
+
+
 def test_staging_blocks_are_reused(io, rng):
     a = _src(rng, 6 << 20)
     for _ in range(3):

@@ -19,6 +19,7 @@ import numpy as np
 from ...errors import BackendError, DeviceOutOfMemoryError, LCError
 from ...runtime.arrays import register_adopter, register_pinned_check
 from ...runtime.backend import Backend, Capabilities, Impl
+from ...runtime.dispatch import host_pinned_flags
 from ...runtime.policy import ONE_SHOT
 from .memory import HostIo, Recycler, is_pinned, pinned_empty
 from .pipeline import Pipeline
@@ -309,9 +310,12 @@ class CudaBackend(Backend):
         out = call.out
         host_out = type(out) is np.ndarray
         caller = self._join_caller()
+        # Pinned or not, per input then out, asked of the driver once for the whole call.
+        flags = host_pinned_flags(call)
         with self._stream:
             arrays = []
             pending = []  # (host source, device copy): queued together, one staging batch
+            pinned = []  # the sources' flags
             for i, operand in enumerate(call.inputs):
                 src = operand.array
                 if type(src) is np.ndarray:
@@ -320,11 +324,12 @@ class CudaBackend(Backend):
                                                       notes=notes)
                     if needed:
                         pending.append((src, dev))
+                        pinned.append(flags[i])
                 else:
                     dev = self._check_device(call, src)
                 arrays.append(dev)
             try:
-                uploaded = self.io.upload_many(pending)
+                uploaded = self.io.upload_many(pending, pinned)
             except BaseException:
                 self.io.forget_resident()  # a remembered copy may hold a partial upload
                 raise
@@ -336,7 +341,7 @@ class CudaBackend(Backend):
                 notes.append("download_forced_by_host_out")
             if not io.synchronize:
                 notes.append("sync_forced_by_download")
-            downloaded = self.io.download(dev_out, out.reshape(call.out_shape))
+            downloaded = self.io.download(dev_out, out.reshape(call.out_shape), flags[-1])
             result, synced = out, True
         elif out is not None or call.resident or not io.download:
             if out is None and not call.resident:

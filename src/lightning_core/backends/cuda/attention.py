@@ -310,6 +310,19 @@ def _rows_call(seq: int, d: int, dtype_name: str, geometry: tuple[int, int, int]
         i64(max(1, wrap))))
 
 
+def _tc_or_simt(variant: str, seq: int, d: int, dtype_name: str, causal: bool,
+                lim: _Limits) -> tuple[str, tuple[int, int, int] | None]:
+    """``variant`` and the tensor-core geometry it runs with (None: not the tensor-core build).
+    A ``flash_tc`` outside the build's limits, or with ``LC_ATTENTION_SPLIT_TF32`` off (a tuned
+    or requested one too: the knob keeps every attention on the SIMT kernels), runs as
+    ``flash_splitkv``."""
+    if variant != "flash_tc":
+        return variant, None
+    tc = _tc_config(seq, d, dtype_name, causal, lim) if config.get(
+        "LC_ATTENTION_SPLIT_TF32") else None
+    return ("flash_tc", tc) if tc is not None else ("flash_splitkv", None)
+
+
 def _launcher(requested: str, seq: int, d: int, dtype_name: str, causal: bool,
               scale: float | None, post: tuple[float, float, bool] | None, vec: int,
               stream: Any) -> KernelCall | None:
@@ -318,13 +331,7 @@ def _launcher(requested: str, seq: int, d: int, dtype_name: str, causal: bool,
     variant = choose_variant(seq, d, dtype_name, causal) if requested == "auto" else requested
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     post = (1.0, 0.0, False) if post is None else post
-    tc = None
-    if variant == "flash_tc" and config.get("LC_ATTENTION_SPLIT_TF32"):
-        tc = _tc_config(seq, d, dtype_name, causal, lim)
-    if variant == "flash_tc" and tc is None:
-        # Outside the tensor-core build's limits, or switched off (a tuned or requested
-        # flash_tc too: the knob keeps every attention on the SIMT kernels).
-        variant = "flash_splitkv"
+    variant, tc = _tc_or_simt(variant, seq, d, dtype_name, causal, lim)
     if variant == "rows":
         rows = _rows_config(seq, d, dtype_name, lim)
         if rows is not None:
@@ -333,8 +340,8 @@ def _launcher(requested: str, seq: int, d: int, dtype_name: str, causal: bool,
     single = variant == "fused_small"
     geometry = tc or _flash_config(seq, d, dtype_name, lim, single)
     if single and geometry is None:  # more rows than one block holds: the auto choice runs
-        variant = choose_variant(seq, d, dtype_name, causal)
-        tc = _tc_config(seq, d, dtype_name, causal, lim) if variant == "flash_tc" else None
+        variant, tc = _tc_or_simt(choose_variant(seq, d, dtype_name, causal), seq, d,
+                                  dtype_name, causal, lim)
         single = variant == "fused_small"
         geometry = tc or _flash_config(seq, d, dtype_name, lim, single)
     if geometry is None:

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from ...runtime.arrays import PINNED_MIN_BYTES
 from ...runtime.host_threads import chunks, host_threads, run_parallel
 
-__all__ = ["pinned_empty", "is_pinned", "HostIo", "Recycler", "stream_scratch"]
+__all__ = ["pinned_empty", "is_pinned", "pinned_by_flag", "HostIo", "Recycler", "stream_scratch"]
 
 _MIN_BLOCK = 1 << 16  # smallest staging block: 64 KiB
 _PARALLEL_MIN = 1 << 20  # below 1 MiB one thread copies faster than handing work out
@@ -76,6 +77,15 @@ def is_pinned(array: np.ndarray) -> bool:
 
         _is_memory_pinned.append(pinned_memory.is_memory_pinned)
     return bool(_is_memory_pinned[0](array.__array_interface__["data"][0]))
+
+
+def pinned_by_flag(array: np.ndarray, flag: bool | None) -> bool:
+    """``is_pinned(array)``, answered by a call's flag (``host_pinned_flags``) when it is
+    conclusive: True, or False for an array big enough to have been asked (smaller ones are
+    flagged False unasked). The driver is asked otherwise (``flag`` None: no flag known)."""
+    if flag or (flag is not None and array.nbytes >= PINNED_MIN_BYTES):
+        return bool(flag)
+    return is_pinned(array)
 
 
 class _Block:
@@ -213,8 +223,10 @@ class HostIo:
         """Queue ``src`` (C-contiguous host array) into device array ``dst``; returns bytes."""
         return self.upload_many([(src, dst)])
 
-    def upload_many(self, pairs: list[tuple[np.ndarray, Any]]) -> int:
+    def upload_many(self, pairs: list[tuple[np.ndarray, Any]],
+                    pinned: list[bool | None] | None = None) -> int:
         """Queue every ``(src, dst)`` host-to-device copy of one call; returns bytes.
+        ``pinned``: per pair, the call's pinned flag of ``src`` (``pinned_by_flag``), if known.
 
         Pinned sources go straight to DMA. The others are staged through pinned blocks as one
         batch: their chunks are spread over the copy threads together (a call's inputs share
@@ -224,12 +236,12 @@ class HostIo:
         stream_ptr = self._stream.ptr
         total = 0
         staged: list[tuple[np.ndarray, int, int]] = []  # (flat bytes, dst ptr, nbytes)
-        for src, dst in pairs:
+        for i, (src, dst) in enumerate(pairs):
             nbytes = src.nbytes
             if nbytes == 0:
                 continue
             total += nbytes
-            if is_pinned(src):
+            if pinned_by_flag(src, None if pinned is None else pinned[i]):
                 self._memcpy(dst.data.ptr, src.__array_interface__["data"][0], nbytes, _H2D,
                              stream_ptr)
                 self._keep_alive(src)
@@ -303,15 +315,16 @@ class HostIo:
         self._inflight.append((event, obj))
 
     # -- downloads ---------------------------------------------------------------------------
-    def download(self, src: Any, dst: np.ndarray) -> int:
-        """Copy device array ``src`` into host array ``dst`` and wait for it; returns bytes."""
+    def download(self, src: Any, dst: np.ndarray, pinned: bool | None = None) -> int:
+        """Copy device array ``src`` into host array ``dst`` and wait for it; returns bytes.
+        ``pinned``: the call's pinned flag of ``dst`` (``pinned_by_flag``), if known."""
         nbytes = dst.nbytes
         if nbytes == 0:
             self._stream.synchronize()
             return 0
         stream = self._stream
         src_ptr = src.data.ptr
-        if is_pinned(dst):
+        if pinned_by_flag(dst, pinned):
             self._memcpy(dst.__array_interface__["data"][0], src_ptr, nbytes, _D2H, stream.ptr)
             stream.synchronize()
             return nbytes
@@ -335,4 +348,4 @@ class HostIo:
     def download_new(self, src: Any) -> tuple[np.ndarray, int]:
         """A new pinned host array holding device array ``src`` (after a wait)."""
         host = pinned_empty(src.shape, src.dtype)
-        return host, self.download(src, host)
+        return host, self.download(src, host, pinned=True)

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from ... import config
-from .memory import is_pinned, pinned_empty
+from ...runtime.dispatch import host_pinned_flags
+from .memory import pinned_by_flag, pinned_empty
 
 __all__ = ["Pipeline", "chunk_count"]
 
@@ -65,15 +66,16 @@ class Pipeline:
         count = chunk_count(math.prod(call.out_shape) * call.dtype.itemsize)
         if not count:
             return 0
+        flags = host_pinned_flags(call)  # asked once per call, shared with the other steps
         out = call.out
         if out is not None and not (type(out) is np.ndarray and out.flags.c_contiguous
-                                    and is_pinned(out)):
+                                    and pinned_by_flag(out, flags[-1])):
             return 0
         host = 0
-        for operand in call.inputs:
+        for operand, flag in zip(call.inputs, flags, strict=False):
             array = operand.array
             if type(array) is np.ndarray:
-                if not is_pinned(array):
+                if not pinned_by_flag(array, flag):
                     return 0
                 host += 1
         return count if host else 0
