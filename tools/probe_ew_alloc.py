@@ -53,16 +53,18 @@ def main(path: str | None) -> None:
         times = host_times_interleaved(fns, rounds=10, per_round=40, round_warmup=5,
                                        budget_s=6.0)
         saved = memory._RECYCLE_MAX_BYTES, memory._RECYCLE_BUDGET
-        memory._RECYCLE_MAX_BYTES, memory._RECYCLE_BUDGET = 1 << 30, 1 << 31
-        clear_decisions()  # new lanes, new recyclers under the raised limit
-        rec = host_times_interleaved({"lc.vector_add, recycled": lambda: (lc.vector_add(a, b),
-                                                                            sync()),
-                                      "bare launch (again)": lambda: (
-                                          call.launch_raw(null.ptr, pa, pb, pc), sync())},
-                                     rounds=6, per_round=40, round_warmup=5, budget_s=3.0)
+        for limit in (8 << 20, 1 << 30):  # the old limit, and one that recycles every size
+            memory._RECYCLE_MAX_BYTES, memory._RECYCLE_BUDGET = limit, 1 << 31
+            clear_decisions()  # new lanes, new recyclers under this limit
+            rec = host_times_interleaved({
+                f"lc.vector_add, recycle <= {limit >> 20} MB": lambda: (lc.vector_add(a, b),
+                                                                       sync()),
+                f"bare launch (again, {limit >> 20})": lambda: (
+                    call.launch_raw(null.ptr, pa, pb, pc), sync())},
+                rounds=6, per_round=40, round_warmup=5, budget_s=3.0)
+            times.update(rec)
         memory._RECYCLE_MAX_BYTES, memory._RECYCLE_BUDGET = saved
         clear_decisions()
-        times.update(rec)
         for name, samples in times.items():
             lines.append(f"n={n:<9d} {name:32s} {statistics.median(samples):7.2f} us")
         print("\n".join(lines[-len(times):]), flush=True)

@@ -259,6 +259,44 @@ def test_recycler_limits_slots_and_sizes():
     assert big._slots == 0 and not big._arrays  # too big to keep: each take makes a new one
 
 
+def test_recycler_lets_everything_go_on_out_of_memory():
+    """A device out-of-memory while making a result releases what every recycler keeps (it may
+    be what the device lacks) and tries once more; the budget count follows."""
+    from lightning_core.backends.cuda import memory
+
+    class Oom(Exception):
+        pass
+
+    held_before = memory._recycled_bytes[0]
+    other, _ = _recycler()
+    kept = other.take(0)
+    del kept  # dropped by the caller, still kept by ``other``
+    assert len(other._arrays) == 1
+    fail = [True]
+
+    def new(shape, dtype):
+        if fail and other._arrays:  # "the device is full" while other keeps its array
+            fail.clear()
+            raise Oom("out of memory")
+        return np.empty(shape, dtype)
+
+    rec = memory.Recycler(new, (8,), np.dtype(np.float32), oom=Oom)
+    out = rec.take(0)
+    assert out.shape == (8,) and not other._arrays and not fail
+    assert memory._recycled_bytes[0] == held_before + 32  # only rec's new result is kept
+    # An error that is not the out-of-memory type is not swallowed.
+    def broken(shape, dtype):
+        raise ValueError("bad")
+
+    with pytest.raises(ValueError, match="bad"):
+        memory.Recycler(broken, (8,), np.dtype(np.float32), oom=Oom).take(0)
+    rec = other = None
+    import gc
+
+    gc.collect()
+    assert memory._recycled_bytes[0] == held_before
+
+
 @cuda_only
 @pytest.mark.cuda
 def test_recycler_on_cupy_arrays(cp):

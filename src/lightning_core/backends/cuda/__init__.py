@@ -21,7 +21,7 @@ from ...runtime.arrays import register_adopter, register_pinned_check
 from ...runtime.backend import Backend, Capabilities, Impl
 from ...runtime.dispatch import host_pinned_flags
 from ...runtime.policy import ONE_SHOT
-from .memory import HostIo, Recycler, is_pinned, pinned_empty
+from .memory import HostIo, Recycler, is_pinned, pinned_empty, release_recycled
 from .pipeline import Pipeline
 
 __all__ = ["CudaBackend", "cupy_or_none"]
@@ -171,6 +171,7 @@ class CudaBackend(Backend):
             return self._run_host(impl, call)
         except self._oom as exc:
             self.io.forget_resident()
+            release_recycled()
             need = int(np.prod(call.out_shape)) * call.dtype.itemsize
             raise DeviceOutOfMemoryError(
                 f"[{call.op}] the device ran out of memory running {impl.name} (output "
@@ -248,7 +249,7 @@ class CudaBackend(Backend):
         in_bytes = lane.raw_nbytes
         current, oom = self._current_stream, self._oom
         # New results come from a recycler: small ones the caller has dropped are reused.
-        recycler = Recycler(self._empty, made_shape, dtype)
+        recycler = Recycler(self._empty, made_shape, dtype, oom=oom)
         take = recycler.take
 
         def run(arrays: tuple[Any, ...], out: Any) -> Any:

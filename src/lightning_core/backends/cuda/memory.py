@@ -15,6 +15,7 @@ import collections
 import math
 import sys
 import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,8 @@ import numpy as np
 from ...runtime.arrays import PINNED_MIN_BYTES
 from ...runtime.host_threads import chunks, host_threads, run_parallel
 
-__all__ = ["pinned_empty", "is_pinned", "pinned_by_flag", "HostIo", "Recycler", "stream_scratch"]
+__all__ = ["pinned_empty", "is_pinned", "pinned_by_flag", "HostIo", "Recycler",
+           "release_recycled", "stream_scratch"]
 
 _MIN_BLOCK = 1 << 16  # smallest staging block: 64 KiB
 _PARALLEL_MIN = 1 << 20  # below 1 MiB one thread copies faster than handing work out
@@ -32,12 +34,15 @@ _RESIDENT_BYTES = 2 << 30  # device memory the residency cache may hold before e
 _H2D = 1  # cudaMemcpyHostToDevice
 _D2H = 2  # cudaMemcpyDeviceToHost
 # Results the fast lane may recycle: each at most this big, all lanes together at most the
-# budget (a new ``cupy.ndarray`` costs ~2 us, a recycled one ~0.2 us; that matters up to
-# results of a few MB, e.g. a 1024^2 fp32 GEMM, whose calls take ~70 us). Memory held here
-# was dropped by the caller; CuPy's own pool would keep it cached just the same.
-_RECYCLE_MAX_BYTES = 8 << 20
-_RECYCLE_BUDGET = 128 << 20
+# budget. A recycled result costs ~0.2 us; a new ``cupy.ndarray`` ~2 us when small, and a 16
+# MB one about 5 us more than that (tools/probe_ew_alloc.py: lc.vector_add of 4M elements
+# cost 7 us above a bare launch with new results, 2.5 us at 64K elements). Memory held here
+# was dropped by the caller; CuPy's own pool would keep it cached just the same, and a
+# device out-of-memory lets all of it go (``release_recycled``) before the call gives up.
+_RECYCLE_MAX_BYTES = 64 << 20
+_RECYCLE_BUDGET = 256 << 20
 _recycled_bytes = [0]
+_recyclers: weakref.WeakSet[Recycler] = weakref.WeakSet()
 
 
 def _held_refcount() -> int:
@@ -140,14 +145,17 @@ class Recycler:
     """
 
     __slots__ = ("_arrays", "_streams", "_new", "_shape", "_dtype", "_nbytes", "_slots",
-                 "__weakref__")
+                 "_oom", "__weakref__")
 
-    def __init__(self, new: Any, shape: tuple[int, ...], dtype: np.dtype, slots: int = 2) -> None:
+    def __init__(self, new: Any, shape: tuple[int, ...], dtype: np.dtype, slots: int = 2,
+                 oom: type[BaseException] | tuple[type[BaseException], ...] = ()) -> None:
         self._arrays: list[Any] = []
         self._streams: list[int] = []
-        self._new, self._shape, self._dtype = new, shape, dtype
+        self._new, self._shape, self._dtype, self._oom = new, shape, dtype, oom
         self._nbytes = math.prod(shape) * dtype.itemsize
         self._slots = slots if 0 < self._nbytes <= _RECYCLE_MAX_BYTES else 0
+        if self._slots:
+            _recyclers.add(self)
 
     def take(self, stream_ptr: int) -> Any:
         """A free kept array made on ``stream_ptr``, else a new one (kept if room is left)."""
@@ -156,17 +164,34 @@ class Recycler:
             if sys.getrefcount(arr) == _ONLY_OURS and self._streams[i] == stream_ptr:
                 return arr
             i += 1
-        arr = self._new(self._shape, self._dtype)
+        try:
+            arr = self._new(self._shape, self._dtype)
+        except self._oom:
+            # What every recycler holds may be what the device lacks: let it go, try again.
+            release_recycled()
+            i = 0
+            arr = self._new(self._shape, self._dtype)
         if i < self._slots and _recycled_bytes[0] + self._nbytes <= _RECYCLE_BUDGET:
             _recycled_bytes[0] += self._nbytes
             self._arrays.append(arr)
             self._streams.append(stream_ptr)
         return arr
 
+    def release(self) -> None:
+        """Forget every kept array (the caller's still-held ones stay the caller's)."""
+        _recycled_bytes[0] -= self._nbytes * len(self._arrays)
+        self._arrays, self._streams = [], []
+
     def __del__(self, _held: list[int] = _recycled_bytes) -> None:
         # The budget list is bound at definition: at interpreter exit the module's globals
         # may already be gone when the last recyclers are collected.
         _held[0] -= self._nbytes * len(self._arrays)
+
+
+def release_recycled() -> None:
+    """Let every recycler's kept results go back to CuPy's pool (on a device out-of-memory)."""
+    for recycler in list(_recyclers):
+        recycler.release()
 
 
 class HostIo:
