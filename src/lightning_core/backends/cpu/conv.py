@@ -1,21 +1,40 @@
-"""CPU convolution: im2col by a strided view of a zero-padded copy, then one BLAS GEMM per image.
+"""CPU convolution: im2col by a strided view of a zero-padded copy, then BLAS GEMMs.
 
 The columns of image ``b`` are the matrix ``[C*KH*KW, OH*OW]``; ``w`` viewed as ``[OC, C*KH*KW]``
 times it is exactly the NCHW output plane ``[OC, OH*OW]``, so the GEMM writes straight into
 ``out`` with no transpose afterwards. A bias is one more weight column against a row of ones
 in the columns (no pass over ``out``); ReLU is applied in place on ``out``.
+
+Two schedules, by the size of the whole batch's columns:
+
+* Up to ``_COLS_LIMIT`` elements (the tiny ``device="auto"`` convs): one pad copy, one im2col
+  copy and one GEMM for the whole batch. Each step takes a few microseconds there, so the glue
+  around them counts: each thread keeps, per geometry (its last ``_PLANS``, ``_PLAN_BYTES``
+  each at most), the padded input (its zero border written once), the im2col view of it, the
+  columns (row of ones written once) and the weight matrix, and fills them in place. Shapes
+  key that scratch, never the caller's arrays (those may change in place between calls).
+* Larger: image by image, in bands of output rows whose columns fit in ``_COLS_LIMIT``
+  elements, each band's GEMM writing its rows of the output plane (a strided BLAS ``ldc``). The
+  columns are read back from cache instead of memory (8x16x64x64->32 and 4x64x56x56->64 took
+  ~20% less than one im2col matrix for the whole batch).
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
 from ...runtime.backend import register
 from .elementwise import relu_into
 
-# im2col scratch per chunk of images: 2**24 elements (64 MiB in float32) bounds peak memory on
-# large batches while each chunk still hands BLAS whole images.
-_COLS_LIMIT = 1 << 24
+# The columns one GEMM reads: 2**19 elements (2 MiB in float32) stay in cache between the
+# im2col copy and the GEMM; the whole batch goes in one GEMM when its columns fit.
+_COLS_LIMIT = 1 << 19
+# Per-thread scratch of the one-GEMM schedule: the last 4 geometries, each kept only when its
+# buffers total 1 MiB at most, so a thread holds 4 MiB at most.
+_PLANS = 4
+_PLAN_BYTES = 1 << 20
 
 
 def _padded(x: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
@@ -28,6 +47,113 @@ def _padded(x: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
     return xp
 
 
+def _columns(rows: int, width: int, dtype: np.dtype, n: int | None = None) -> np.ndarray:
+    """Uninitialised columns ``[(n,) rows, width]`` whose row stride is not a multiple of
+    2 KiB: BLAS reads B rows that far apart through few cache sets (16x28 @ 28x1024 took 10.9
+    against 9.5 us with 16 more floats a row, 32x145 @ 145x2048 161 against 123 us)."""
+    pitch = width + (64 // dtype.itemsize if width * dtype.itemsize % 2048 == 0 else 0)
+    shape = (rows, pitch) if n is None else (n, rows, pitch)
+    return np.empty(shape, dtype)[..., :width]
+
+
+def _windows(xp: np.ndarray, kh: int, kw: int, oh: int, ow: int, stride_h: int,
+             stride_w: int) -> np.ndarray:
+    """``[N, C, KH, KW, OH, OW]`` view of the padded ``xp [N, C, Hp, Wp]``: tap ``(i, j)`` of
+    output ``(y, x)`` is ``xp[.., y*stride_h + i, x*stride_w + j]``."""
+    # Fits inside xp since (OH-1)*stride_h + KH <= Hp. (A strided ndarray over xp's buffer:
+    # sliding_window_view costs ~15 us a call on small images, as_strided ~3 us, this ~0.7 us.)
+    sn, sc, sh, sw = xp.strides
+    return np.ndarray((xp.shape[0], xp.shape[1], kh, kw, oh, ow), xp.dtype, buffer=xp,
+                      strides=(sn, sc, sh, sw, sh * stride_h, sw * stride_w))
+
+
+class _Plan:
+    """Scratch of the one-GEMM schedule for one geometry, filled in place by each call."""
+
+    __slots__ = ("inner", "view", "cols", "dst", "weights", "zeros", "nbytes")
+
+    def __init__(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...], dtype: np.dtype,
+                 oh: int, ow: int, stride_h: int, stride_w: int, pad_h: int, pad_w: int,
+                 bias: bool) -> None:
+        n, c, h, width = x_shape
+        oc, _, kh, kw = w_shape
+        depth = c * kh * kw
+        rows = depth + bias
+        item = dtype.itemsize
+        padded = (n * c * (h + 2 * pad_h) * (width + 2 * pad_w)) if pad_h or pad_w else 0
+        self.nbytes = (padded + n * rows * oh * ow + oc * rows + n * oc * oh * ow) * item
+        self.inner: np.ndarray | None = None
+        self.view: np.ndarray | None = None  # without padding: a view of each call's x
+        if padded:
+            xp = np.zeros((n, c, h + 2 * pad_h, width + 2 * pad_w), dtype)
+            self.inner = xp[:, :, pad_h:pad_h + h, pad_w:pad_w + width]
+            self.view = _windows(xp, kh, kw, oh, ow, stride_h, stride_w)
+        self.cols = _columns(rows, oh * ow, dtype, n)
+        if bias:
+            self.cols[:, depth] = 1
+        self.dst = self.cols[:, :depth].reshape(n, c, kh, kw, oh, ow)
+        self.weights = np.empty((oc, rows), dtype) if bias else None
+        # ReLU against a contiguous block of zeros: NumPy's maximum against a scalar 0 takes a
+        # slow unvectorised loop (see elementwise.relu_into); only kept plans carry one.
+        self.zeros: np.ndarray | None = None
+        if self.nbytes <= _PLAN_BYTES:
+            self.zeros = np.zeros(n * oc * oh * ow, dtype)
+
+
+class _Scratch(threading.local):
+    """Each thread's plans, least recently used first."""
+
+    def __init__(self) -> None:
+        self.plans: dict[tuple[object, ...], _Plan] = {}
+
+
+_scratch = _Scratch()
+
+
+def _banded(x: np.ndarray, w: np.ndarray, bias: tuple[np.ndarray, ...], out: np.ndarray,
+            stride_h: int, stride_w: int, pad_h: int, pad_w: int, relu: bool) -> None:
+    """Image by image, in bands of output rows whose columns fit in ``_COLS_LIMIT``."""
+    n, c, h, width = x.shape
+    oc, _, kh, kw = w.shape
+    oh, ow = out.shape[2:]
+    depth = c * kh * kw
+    rows = depth + bool(bias)
+    band = max(1, min(oh, _COLS_LIMIT // max(1, rows * ow)))
+    band = -(-oh // -(-oh // band))  # the same number of bands, evened out
+    cols = _columns(rows, band * ow, x.dtype)
+    if bias:
+        cols[depth] = 1
+        weights = np.concatenate([w.reshape(oc, depth), bias[0].reshape(oc, 1)], axis=1)
+    else:
+        weights = w.reshape(oc, depth)
+    if pad_h or pad_w:
+        # One padded image, reused for every image: its zero border is written once.
+        xp = np.zeros((1, c, h + 2 * pad_h, width + 2 * pad_w), x.dtype)
+        inner = xp[0, :, pad_h:pad_h + h, pad_w:pad_w + width]
+        view = _windows(xp, kh, kw, oh, ow, stride_h, stride_w)
+    else:
+        view = _windows(x, kh, kw, oh, ow, stride_h, stride_w)
+    # Per band: output rows, the band's columns (a view of cols: its row stride stays that of
+    # the full band, which BLAS takes) and the same as the [C, KH, KW, rows, OW] copy target.
+    spans = []
+    for y0 in range(0, oh, band):
+        y1 = min(oh, y0 + band)
+        m = (y1 - y0) * ow
+        spans.append((y0, y1, cols[:, :m], cols[:depth, :m].reshape(c, kh, kw, y1 - y0, ow)))
+    planes = out.reshape(n, oc, oh * ow)
+    for b in range(n):
+        if pad_h or pad_w:
+            inner[...] = x[b]
+            taps = view[0]
+        else:
+            taps = view[b]
+        for y0, y1, band_cols, dst in spans:
+            dst[...] = taps[:, :, :, y0:y1]
+            np.matmul(weights, band_cols, out=planes[b, :, y0 * ow:y1 * ow])
+    if relu:
+        relu_into(out, out)
+
+
 @register("cpu", "conv2d", "im2col")
 def conv2d_im2col(x: np.ndarray, w: np.ndarray, *bias: np.ndarray, out: np.ndarray,
                   stride_h: int, stride_w: int, pad_h: int, pad_w: int, relu: bool) -> None:
@@ -36,33 +162,43 @@ def conv2d_im2col(x: np.ndarray, w: np.ndarray, *bias: np.ndarray, out: np.ndarr
     oc, _, kh, kw = w.shape
     oh, ow = out.shape[2:]
     depth = c * kh * kw
-    xp = _padded(x, pad_h, pad_w)
-    sn, sc, sh, sw = xp.strides
-    # [N, C, KH, KW, OH, OW]: tap (i, j) of output (y, x) is xp[.., y*stride_h + i,
-    # x*stride_w + j]; the shape fits inside xp since (OH-1)*stride_h + KH <= H + 2*pad_h.
-    # (A strided ndarray over xp's buffer: sliding_window_view costs ~15 us a call on small
-    # images, as_strided ~3 us, this ~0.7 us.)
-    cols_view = np.ndarray((n, c, kh, kw, oh, ow), xp.dtype, buffer=xp,
-                           strides=(sn, sc, sh, sw, sh * stride_h, sw * stride_w))
-    planes = out.reshape(n, oc, oh * ow)
-    if bias:
-        # The bias rides in the GEMM: one more column of weights against a row of ones in the
-        # columns, instead of a broadcast pass over the output.
-        weights = np.concatenate([w.reshape(oc, depth), bias[0].reshape(oc, 1)], axis=1)
-        rows = depth + 1
+    if not bias and kh == kw == stride_h == stride_w == 1 and not (pad_h or pad_w):
+        # 1x1 kernel, stride 1, no pad: the columns are x itself, no copy at all.
+        np.matmul(w.reshape(oc, c), x.reshape(n, c, oh * ow), out=out.reshape(n, oc, oh * ow))
+        if relu:
+            relu_into(out, out)
+        return
+    if n * (depth + 1) * oh * ow > _COLS_LIMIT:
+        _banded(x, w, bias, out, stride_h, stride_w, pad_h, pad_w, relu)
+        return
+    # The whole batch in one im2col copy and one GEMM, on this thread's scratch.
+    key = (x.shape, w.shape, x.dtype, stride_h, stride_w, pad_h, pad_w, not bias)
+    plans = _scratch.plans
+    # Taken out while in use (a re-entrant call builds its own) and put back last (LRU order).
+    plan = plans.pop(key, None)
+    if plan is None:
+        plan = _Plan(x.shape, w.shape, x.dtype, oh, ow, stride_h, stride_w, pad_h, pad_w,
+                     bool(bias))
+    if plan.inner is not None:
+        plan.inner[...] = x
+        plan.dst[...] = plan.view
     else:
-        weights, rows = w.reshape(oc, depth), depth
-    chunk = max(1, _COLS_LIMIT // max(1, rows * oh * ow))
-    for first in range(0, n, chunk):
-        last = min(n, first + chunk)
-        if bias:
-            # The one im2col copy, into columns with a row of ones under them.
-            cols = np.empty((last - first, rows, oh * ow), xp.dtype)
-            cols[:, depth] = 1
-            cols[:, :depth].reshape(last - first, c, kh, kw, oh, ow)[...] = cols_view[first:last]
-        else:
-            # The reshape is the one im2col copy (a free view for 1x1 kernels at stride 1).
-            cols = cols_view[first:last].reshape(last - first, depth, oh * ow)
-        np.matmul(weights, cols, out=planes[first:last])
+        plan.dst[...] = _windows(x, kh, kw, oh, ow, stride_h, stride_w)
+    if bias:
+        weights = plan.weights
+        weights[:, :depth] = w.reshape(oc, depth)
+        weights[:, depth] = bias[0]
+    else:
+        weights = w.reshape(oc, depth)
+    np.matmul(weights, plan.cols, out=out.reshape(n, oc, oh * ow))
+    zeros = plan.zeros
+    if zeros is None:
+        if relu:
+            relu_into(out, out)
+        return
     if relu:
-        relu_into(out, out)  # NaN stays NaN, as in the CUDA kernels
+        flat = out.reshape(-1)
+        np.maximum(flat, zeros, out=flat)
+    plans[key] = plan
+    if len(plans) > _PLANS:
+        del plans[next(iter(plans))]
