@@ -53,6 +53,7 @@ def io(monkeypatch):
     fake = types.SimpleNamespace(cuda=cuda)
     pinned = set()
     monkeypatch.setattr(memory, "_is_memory_pinned", [lambda ptr: ptr in pinned])
+    monkeypatch.setattr(memory, "_pinned_memo", {})
     host_io = memory.HostIo(fake, types.SimpleNamespace(ptr=5))
     host_io.copies, host_io.pinned = copies, pinned
     return host_io
@@ -105,6 +106,7 @@ def test_call_flags_answer_for_the_driver_where_they_can(io, rng, monkeypatch):
     smaller array was never asked, so the driver is."""
     asked = []
     monkeypatch.setattr(memory, "_is_memory_pinned", [lambda ptr: asked.append(ptr) or True])
+    monkeypatch.setattr(memory, "_pinned_memo", {})
     big, small = _src(rng, memory.PINNED_MIN_BYTES), _src(rng, 1000)
     assert memory.pinned_by_flag(big, True) and not asked
     assert not memory.pinned_by_flag(big, False) and not asked
@@ -116,6 +118,30 @@ def test_call_flags_answer_for_the_driver_where_they_can(io, rng, monkeypatch):
     io.upload_many([(big, dev)], [True])
     np.testing.assert_array_equal(dev.host, big)
     assert not asked and io.staged_bytes() == 0 and (dev.data.ptr, big.size) in io.copies
+
+
+def test_the_driver_is_asked_once_per_owning_array(monkeypatch, rng):
+    """is_pinned asks the driver once per array that owns the memory, while that array lives:
+    its views get the same answer unasked; a new owner (even at a reused address) is asked."""
+    asked = []
+    pinned = set()
+    monkeypatch.setattr(memory, "_is_memory_pinned",
+                        [lambda ptr: asked.append(ptr) or ptr in pinned])
+    monkeypatch.setattr(memory, "_pinned_memo", {})
+    a = _src(rng, 4096)
+    pinned.add(a.ctypes.data)
+    assert memory.is_pinned(a) and memory.is_pinned(a) and len(asked) == 1
+    view = a[1024:].reshape(4, -1)[:, :8]
+    assert memory.is_pinned(view) and len(asked) == 1  # the owner's answer
+    b = _src(rng, 4096)
+    assert not memory.is_pinned(b) and not memory.is_pinned(b[5:]) and len(asked) == 2
+    assert not memory.is_pinned(a[:0]) and len(asked) == 2  # empty: never asked
+    del a, view, b
+    for _ in range(3):  # new owners, maybe at reused ids and addresses: asked again
+        c = _src(rng, 4096)
+        memory.is_pinned(c)
+        del c
+    assert len(asked) == 5
 
 
 def test_staging_blocks_are_reused(io, rng):

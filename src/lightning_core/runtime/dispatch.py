@@ -137,7 +137,8 @@ def host_pinned_flags(call: Call, lane: tuple[Any, ...] | None = None) -> tuple[
     """Per input, then ``out`` when there is one: a page-locked NumPy array big enough for
     it to matter (``pinned_flags``); all False while no device backend can tell.
 
-    Each answer costs a driver query of a few microseconds, so a call asks once: the answer
+    A first answer costs a driver query of a few microseconds (the CUDA backend remembers it
+    per owning array while that lives), so a call asks once: the answer
     is kept on the call (the decision key and the crossover read it), and a ``device="auto"``
     lane key already holds it for the caller's arrays (``lane_key``'s last field), which are
     the call's inputs except where an input was copied (a fresh, pageable array).

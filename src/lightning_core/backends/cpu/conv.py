@@ -7,16 +7,16 @@ in the columns (no pass over ``out``); ReLU is applied in place on ``out``.
 
 Two schedules, by the size of the whole batch's columns:
 
-* Up to ``_COLS_LIMIT`` elements (the tiny ``device="auto"`` convs): one pad copy, one im2col
-  copy and one GEMM for the whole batch. Each step takes a few microseconds there, so the glue
-  around them counts: each thread keeps, per geometry (its last ``_PLANS``, ``_PLAN_BYTES``
-  each at most), the padded input (its zero border written once), the im2col view of it, the
-  columns (row of ones written once) and the weight matrix, and fills them in place. Shapes
-  key that scratch, never the caller's arrays (those may change in place between calls).
-* Larger: image by image, in bands of output rows whose columns fit in ``_COLS_LIMIT``
-  elements, each band's GEMM writing its rows of the output plane (a strided BLAS ``ldc``). The
-  columns are read back from cache instead of memory (8x16x64x64->32 and 4x64x56x56->64 took
-  ~20% less than one im2col matrix for the whole batch).
+* Up to ``_COLS_LIMIT`` elements (the tiny ``device="auto"`` convs among them): one pad copy,
+  one im2col copy and one GEMM for the whole batch. At a few microseconds a step the glue
+  around them counts, so each thread keeps the buffers of its last ``_PLANS`` geometries (up
+  to ``_PLAN_BYTES`` each) and refills them in place: the padded input (zero border written
+  once), its im2col view, the columns (row of ones written once) and the weight matrix. Only
+  shapes key them, never the caller's arrays (those may change in place between calls).
+* Larger: image by image, in bands of output rows whose columns fit in ``_COLS_LIMIT``, each
+  band's GEMM writing its rows of the output plane (a strided BLAS ``ldc``). One padded image
+  and one band of columns serve the whole batch, so the GEMM reads columns that are still in
+  cache instead of a batch-sized matrix from memory.
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ import numpy as np
 from ...runtime.backend import register
 from .elementwise import relu_into
 
-# The columns one GEMM reads: 2**19 elements (2 MiB in float32) stay in cache between the
-# im2col copy and the GEMM; the whole batch goes in one GEMM when its columns fit.
-_COLS_LIMIT = 1 << 19
+# The columns one GEMM reads: 2**20 elements (4 MiB in float32), which stay in cache between
+# the im2col copy and the GEMM. Smaller bands did as well on one BLAS thread but worse on two
+# (8x16x64x64->32: 3.8 ms in two bands against 3.3 in one); the whole batch goes in one GEMM
+# when its columns fit.
+_COLS_LIMIT = 1 << 20
 # Per-thread scratch of the one-GEMM schedule: the last 4 geometries, each kept only when its
 # buffers total 1 MiB at most, so a thread holds 4 MiB at most.
 _PLANS = 4
@@ -38,7 +40,9 @@ _PLAN_BYTES = 1 << 20
 
 
 def _padded(x: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
-    """``x`` with ``pad_h`` / ``pad_w`` zeros around each image (``x`` itself when no pad)."""
+    """``x`` with ``pad_h`` / ``pad_w`` zeros around each image (``x`` itself when no pad).
+
+    The schedules below pad into buffers they reuse; tools/probe_cpu_conv.py times this."""
     if not (pad_h or pad_w):
         return x
     n, c, h, w = x.shape
@@ -70,7 +74,7 @@ def _windows(xp: np.ndarray, kh: int, kw: int, oh: int, ow: int, stride_h: int,
 class _Plan:
     """Scratch of the one-GEMM schedule for one geometry, filled in place by each call."""
 
-    __slots__ = ("inner", "view", "cols", "dst", "weights", "zeros", "nbytes")
+    __slots__ = ("inner", "view", "cols", "dst", "weights", "kept", "zeros")
 
     def __init__(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...], dtype: np.dtype,
                  oh: int, ow: int, stride_h: int, stride_w: int, pad_h: int, pad_w: int,
@@ -81,7 +85,8 @@ class _Plan:
         rows = depth + bias
         item = dtype.itemsize
         padded = (n * c * (h + 2 * pad_h) * (width + 2 * pad_w)) if pad_h or pad_w else 0
-        self.nbytes = (padded + n * rows * oh * ow + oc * rows + n * oc * oh * ow) * item
+        nbytes = (padded + n * rows * oh * ow + oc * rows + n * oc * oh * ow) * item
+        self.kept = nbytes <= _PLAN_BYTES  # larger plans serve one call
         self.inner: np.ndarray | None = None
         self.view: np.ndarray | None = None  # without padding: a view of each call's x
         if padded:
@@ -95,9 +100,7 @@ class _Plan:
         self.weights = np.empty((oc, rows), dtype) if bias else None
         # ReLU against a contiguous block of zeros: NumPy's maximum against a scalar 0 takes a
         # slow unvectorised loop (see elementwise.relu_into); only kept plans carry one.
-        self.zeros: np.ndarray | None = None
-        if self.nbytes <= _PLAN_BYTES:
-            self.zeros = np.zeros(n * oc * oh * ow, dtype)
+        self.zeros = np.zeros(n * oc * oh * ow, dtype) if self.kept else None
 
 
 class _Scratch(threading.local):
@@ -191,14 +194,13 @@ def conv2d_im2col(x: np.ndarray, w: np.ndarray, *bias: np.ndarray, out: np.ndarr
     else:
         weights = w.reshape(oc, depth)
     np.matmul(weights, plan.cols, out=out.reshape(n, oc, oh * ow))
-    zeros = plan.zeros
-    if zeros is None:
-        if relu:
-            relu_into(out, out)
-        return
     if relu:
-        flat = out.reshape(-1)
-        np.maximum(flat, zeros, out=flat)
-    plans[key] = plan
-    if len(plans) > _PLANS:
-        del plans[next(iter(plans))]
+        if plan.zeros is None:
+            relu_into(out, out)
+        else:
+            flat = out.reshape(-1)
+            np.maximum(flat, plan.zeros, out=flat)
+    if plan.kept:
+        plans[key] = plan
+        if len(plans) > _PLANS:
+            del plans[next(iter(plans))]

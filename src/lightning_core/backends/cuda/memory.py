@@ -71,17 +71,37 @@ def pinned_empty(shape: Any, dtype: Any = np.float32) -> np.ndarray:
 
 
 _is_memory_pinned: list[Any] = []  # CuPy's check, imported on first use
+# Answers by the array that owns the memory (the end of the ``base`` chain): id -> (weak
+# reference, pinned). The driver query costs a few microseconds on the GPU hosts; an owner
+# alive holds its allocation, so the answer stays true while the reference resolves to it.
+_pinned_memo: dict[int, tuple[Any, bool]] = {}
+_MEMO_LIMIT = 4096
 
 
 def is_pinned(array: np.ndarray) -> bool:
-    """True when ``array``'s memory is page-locked (ours, torch's ``pin_memory``, ...)."""
+    """True when ``array``'s memory is page-locked (ours, torch's ``pin_memory``, ...).
+
+    Asked of the driver once per owning array while it lives. Memory page-locked or released
+    in place afterwards (``cudaHostRegister`` on a live array) keeps the first answer; that
+    only changes how a copy is made, never what it copies.
+    """
     if array.nbytes == 0:
         return False
+    owner = array
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    hit = _pinned_memo.get(id(owner))
+    if hit is not None and hit[0]() is owner:
+        return hit[1]
     if not _is_memory_pinned:
         from cupy.cuda import pinned_memory  # noqa: PLC0415
 
         _is_memory_pinned.append(pinned_memory.is_memory_pinned)
-    return bool(_is_memory_pinned[0](array.__array_interface__["data"][0]))
+    answer = bool(_is_memory_pinned[0](array.__array_interface__["data"][0]))
+    if len(_pinned_memo) >= _MEMO_LIMIT:
+        _pinned_memo.clear()
+    _pinned_memo[id(owner)] = (weakref.ref(owner), answer)
+    return answer
 
 
 def pinned_by_flag(array: np.ndarray, flag: bool | None) -> bool:
