@@ -138,10 +138,10 @@ def host_pinned_flags(call: Call, lane: tuple[Any, ...] | None = None) -> tuple[
     it to matter (``pinned_flags``); all False while no device backend can tell.
 
     A first answer costs a driver query of a few microseconds (the CUDA backend remembers it
-    per owning array while that lives), so a call asks once: the answer
-    is kept on the call (the decision key and the crossover read it), and a ``device="auto"``
-    lane key already holds it for the caller's arrays (``lane_key``'s last field), which are
-    the call's inputs except where an input was copied (a fresh, pageable array).
+    per owning array while that lives), so a call asks once: the answer is kept on the call
+    (the decision key, the crossover and the backend read it), and a ``device="auto"`` lane
+    key already holds it for the caller's arrays (``lane_key``'s last field), which are the
+    call's inputs except where an input was copied (a fresh, pageable array).
     """
     if call.pinned is None:
         known = lane[-1] if lane is not None else None
