@@ -61,8 +61,8 @@ def register_pinned_check(fn: Callable[[np.ndarray], bool]) -> None:
 
 
 # Below this size pinned or not changes a transfer by under ~35 us, which does not flip the
-# seed cases' routing, and asking the driver costs ~3-5 us an array (10 us on a 20 us CPU
-# call of two 256 KiB inputs): smaller arrays count as pageable.
+# seed cases' routing, and asking the driver costs ~3-5 us an array the first time (the CUDA
+# backend remembers answers per owning array): smaller arrays count as pageable.
 PINNED_MIN_BYTES = 512 << 10
 
 
@@ -72,6 +72,11 @@ def pinned_flags(arrays: Any) -> tuple[bool, ...] | None:
     on it: pinned memory moves about four times faster than pageable memory."""
     if not _PINNED_CHECK:
         return None
+    for a in arrays:
+        if type(a) is np.ndarray and a.nbytes >= PINNED_MIN_BYTES:
+            break
+    else:  # the common small call: nothing to ask
+        return (False,) * len(arrays)
     check = _PINNED_CHECK[0]
     return tuple(type(a) is np.ndarray and a.nbytes >= PINNED_MIN_BYTES and check(a)
                  for a in arrays)

@@ -21,7 +21,7 @@ from ..config import generation
 from ..errors import DTypeError, NotSupportedError
 from ..trace.events import TraceEvent
 from ..trace.recorder import TRACE
-from .arrays import _NATIVE, Operand, c_contiguous, pinned_flags
+from .arrays import _NATIVE, PINNED_MIN_BYTES, Operand, c_contiguous, pinned_flags
 from .backend import Backend, Impl, get_backend, implementations
 from .device import Route, resolve
 from .policy import ONE_SHOT, IoPlan
@@ -284,7 +284,8 @@ def lane_key(op: str, device: object, scalars: tuple[Any, ...], arrays: tuple[An
     key (3.0 must not find the lane of 3). None when an input or ``out`` is not a plain NumPy
     or backend-native array (lists, torch tensors, lc.Tensor take the full road). The key is
     one flat tuple: op, device, scalars and their types, whether there is an ``out``, five
-    fields per array (``out`` last), then the pinned flags of ``device="auto"`` host arrays.
+    fields per array (``out`` last), then the pinned flags of ``device="auto"`` host arrays (None
+    when none is big enough to ask about).
     Flat tuples are built and hashed faster than nested ones, and an op's array count is fixed.
     """
     if type(device) is not str:
@@ -292,7 +293,7 @@ def lane_key(op: str, device: object, scalars: tuple[Any, ...], arrays: tuple[An
     if generation() != _seen_generation[0]:
         _check_generation()
     key = [op, device, scalars, *map(type, scalars), out is not None]
-    host = False
+    big_host = False
     every = arrays if out is None else (*arrays, out)
     for x in every:
         if type(x) in _FAST_TYPES:  # ``_signature``'s first case, inlined (the hot path)
@@ -301,10 +302,11 @@ def lane_key(op: str, device: object, scalars: tuple[Any, ...], arrays: tuple[An
         sig = _signature(x)
         if sig is None:
             return None
-        host = True
+        big_host = big_host or x.nbytes >= PINNED_MIN_BYTES
         key += sig
-    # "auto" routes host data by its transfer speed: pinned or not is part of the key.
-    key.append(pinned_flags(every) if host and device == "auto" else None)
+    # "auto" routes host data by its transfer speed: pinned or not is part of the key (None
+    # when no host array is big enough to be asked about: ``pinned_flags`` says all False).
+    key.append(pinned_flags(every) if big_host and device == "auto" else None)
     return tuple(key)
 
 
