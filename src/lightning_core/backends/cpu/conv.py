@@ -5,18 +5,21 @@ times it is exactly the NCHW output plane ``[OC, OH*OW]``, so the GEMM writes st
 ``out`` with no transpose afterwards. A bias is one more weight column against a row of ones
 in the columns (no pass over ``out``); ReLU is applied in place on ``out``.
 
-Two schedules, by the size of the whole batch's columns:
+Two schedules:
 
-* Up to ``_COLS_LIMIT`` elements (the tiny ``device="auto"`` convs among them): one pad copy,
-  one im2col copy and one GEMM for the whole batch. At a few microseconds a step the glue
-  around them counts, so each thread keeps the buffers of its last ``_PLANS`` geometries (up
-  to ``_PLAN_BYTES`` each) and refills them in place: the padded input (zero border written
-  once), its im2col view, the columns (row of ones written once) and the weight matrix. Only
-  shapes key them, never the caller's arrays (those may change in place between calls).
-* Larger: image by image, in bands of output rows whose columns fit in ``_COLS_LIMIT``, each
-  band's GEMM writing its rows of the output plane (a strided BLAS ``ldc``). One padded image
-  and one band of columns serve the whole batch, so the GEMM reads columns that are still in
-  cache instead of a batch-sized matrix from memory.
+* When the buffers fit in ``_PLAN_BYTES`` (the tiny ``device="auto"`` convs among them): one
+  pad copy, one im2col copy and one GEMM for the whole batch. At a few microseconds a step the
+  glue around them counts, so each thread keeps the buffers of its last ``_PLANS`` geometries
+  and refills them in place: the padded input (zero border written once), its im2col view,
+  the columns (row of ones written once), the weight matrix and zeros for ReLU. Only shapes
+  key them, never the caller's arrays (those may change in place between calls).
+* Larger: chunk by chunk, a chunk being as many whole images as fit in ``_COLS_LIMIT``
+  elements of columns or, when one image does not, a band of its output rows (that band's GEMM
+  writes its rows of the output plane through a strided BLAS ``ldc``). One pad buffer and one
+  columns buffer, carved from a block each thread keeps, serve every chunk, so each GEMM reads
+  columns the im2col copy has just left in cache instead of a batch-sized matrix from memory.
+
+Columns have a row stride that is not a multiple of 2 KiB (``_pitch``).
 """
 
 from __future__ import annotations
@@ -28,15 +31,18 @@ import numpy as np
 from ...runtime.backend import register
 from .elementwise import relu_into
 
-# The columns one GEMM reads: 2**20 elements (4 MiB in float32), which stay in cache between
-# the im2col copy and the GEMM. Smaller bands did as well on one BLAS thread but worse on two
-# (8x16x64x64->32: 3.8 ms in two bands against 3.3 in one); the whole batch goes in one GEMM
-# when its columns fit.
-_COLS_LIMIT = 1 << 20
-# Per-thread scratch of the one-GEMM schedule: the last 4 geometries, each kept only when its
-# buffers total 1 MiB at most, so a thread holds 4 MiB at most.
+# Per-thread plans of the one-GEMM schedule: the last 4 geometries whose buffers total 1 MiB at
+# most, so a thread keeps 4 MiB of plans at most.
 _PLANS = 4
 _PLAN_BYTES = 1 << 20
+# The columns of one chunk: 2**20 elements (4 MiB in float32) stay in cache between the im2col
+# copy and the GEMM. Smaller chunks did as well on one BLAS thread but worse on two, which pay
+# per GEMM call (8x16x64x64->32: 3.8 ms in bands of half an image against 3.3 in whole ones).
+_COLS_LIMIT = 1 << 20
+# The chunked schedule's buffers come from one block per thread, kept up to 16 MiB: fresh
+# buffers fault a page per 4 KiB on first touch (16x3x64x64->16 with a new output each call,
+# as lc hands it: 5.4 ms on fresh buffers against 1.2 on the kept block).
+_BLOCK_BYTES = 16 << 20
 
 
 def _padded(x: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
@@ -51,13 +57,11 @@ def _padded(x: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
     return xp
 
 
-def _columns(rows: int, width: int, dtype: np.dtype, n: int | None = None) -> np.ndarray:
-    """Uninitialised columns ``[(n,) rows, width]`` whose row stride is not a multiple of
-    2 KiB: BLAS reads B rows that far apart through few cache sets (16x28 @ 28x1024 took 10.9
-    against 9.5 us with 16 more floats a row, 32x145 @ 145x2048 161 against 123 us)."""
-    pitch = width + (64 // dtype.itemsize if width * dtype.itemsize % 2048 == 0 else 0)
-    shape = (rows, pitch) if n is None else (n, rows, pitch)
-    return np.empty(shape, dtype)[..., :width]
+def _pitch(width: int, itemsize: int) -> int:
+    """Row stride (elements) for columns ``width`` wide: never a multiple of 2 KiB, as BLAS
+    reads B rows that far apart through few cache sets (16x28 @ 28x1024 took 10.9 against
+    9.5 us with 16 more floats a row, 32x145 @ 145x2048 161 against 123 us)."""
+    return width + (64 // itemsize if width * itemsize % 2048 == 0 else 0)
 
 
 def _windows(xp: np.ndarray, kh: int, kw: int, oh: int, ow: int, stride_h: int,
@@ -72,9 +76,9 @@ def _windows(xp: np.ndarray, kh: int, kw: int, oh: int, ow: int, stride_h: int,
 
 
 class _Plan:
-    """Scratch of the one-GEMM schedule for one geometry, filled in place by each call."""
+    """Buffers of the one-GEMM schedule for one geometry, refilled in place by each call."""
 
-    __slots__ = ("inner", "view", "cols", "dst", "weights", "kept", "zeros")
+    __slots__ = ("inner", "view", "cols", "dst", "weights", "zeros")
 
     def __init__(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...], dtype: np.dtype,
                  oh: int, ow: int, stride_h: int, stride_w: int, pad_h: int, pad_w: int,
@@ -82,77 +86,114 @@ class _Plan:
         n, c, h, width = x_shape
         oc, _, kh, kw = w_shape
         depth = c * kh * kw
-        rows = depth + bias
-        item = dtype.itemsize
-        padded = (n * c * (h + 2 * pad_h) * (width + 2 * pad_w)) if pad_h or pad_w else 0
-        nbytes = (padded + n * rows * oh * ow + oc * rows + n * oc * oh * ow) * item
-        self.kept = nbytes <= _PLAN_BYTES  # larger plans serve one call
         self.inner: np.ndarray | None = None
         self.view: np.ndarray | None = None  # without padding: a view of each call's x
-        if padded:
+        if pad_h or pad_w:
             xp = np.zeros((n, c, h + 2 * pad_h, width + 2 * pad_w), dtype)
             self.inner = xp[:, :, pad_h:pad_h + h, pad_w:pad_w + width]
             self.view = _windows(xp, kh, kw, oh, ow, stride_h, stride_w)
-        self.cols = _columns(rows, oh * ow, dtype, n)
+        self.cols = np.empty((n, depth + bias, _pitch(oh * ow, dtype.itemsize)),
+                             dtype)[..., :oh * ow]
         if bias:
             self.cols[:, depth] = 1
         self.dst = self.cols[:, :depth].reshape(n, c, kh, kw, oh, ow)
-        self.weights = np.empty((oc, rows), dtype) if bias else None
+        self.weights = np.empty((oc, depth + 1), dtype) if bias else None
         # ReLU against a contiguous block of zeros: NumPy's maximum against a scalar 0 takes a
-        # slow unvectorised loop (see elementwise.relu_into); only kept plans carry one.
-        self.zeros = np.zeros(n * oc * oh * ow, dtype) if self.kept else None
+        # slow unvectorised loop (see elementwise.relu_into).
+        self.zeros = np.zeros(n * oc * oh * ow, dtype)
+
+    @staticmethod
+    def nbytes(x_shape: tuple[int, ...], w_shape: tuple[int, ...], itemsize: int, oh: int,
+               ow: int, pad_h: int, pad_w: int, bias: bool) -> int:
+        """What a plan for this geometry holds."""
+        n, c, h, width = x_shape
+        oc, _, kh, kw = w_shape
+        rows = c * kh * kw + bias
+        padded = n * c * (h + 2 * pad_h) * (width + 2 * pad_w) if pad_h or pad_w else 0
+        return (padded + n * rows * _pitch(oh * ow, itemsize) + oc * rows
+                + n * oc * oh * ow) * itemsize
 
 
 class _Scratch(threading.local):
-    """Each thread's plans, least recently used first."""
+    """Each thread's plans (least recently used first) and block."""
 
     def __init__(self) -> None:
         self.plans: dict[tuple[object, ...], _Plan] = {}
+        self.block = np.empty(0, np.uint8)
 
 
 _scratch = _Scratch()
 
 
-def _banded(x: np.ndarray, w: np.ndarray, bias: tuple[np.ndarray, ...], out: np.ndarray,
-            stride_h: int, stride_w: int, pad_h: int, pad_w: int, relu: bool) -> None:
-    """Image by image, in bands of output rows whose columns fit in ``_COLS_LIMIT``."""
+def _from_block(*sizes: int) -> list[np.ndarray]:
+    """Byte buffers of these sizes, 64-byte aligned, from this thread's block (grown when too
+    small; a block over ``_BLOCK_BYTES`` serves this call only)."""
+    total = sum(-(-size // 64) * 64 for size in sizes) + 64
+    block = _scratch.block
+    if block.nbytes < total:
+        block = np.empty(total, np.uint8)
+        if total <= _BLOCK_BYTES:
+            _scratch.block = block
+    at = -block.__array_interface__["data"][0] % 64
+    buffers = []
+    for size in sizes:
+        buffers.append(block[at:at + size])
+        at += -(-size // 64) * 64
+    return buffers
+
+
+def _chunked(x: np.ndarray, w: np.ndarray, bias: tuple[np.ndarray, ...], out: np.ndarray,
+             stride_h: int, stride_w: int, pad_h: int, pad_w: int, relu: bool) -> None:
+    """Chunks of whole images, or bands of output rows of one image, whose columns fit in
+    ``_COLS_LIMIT``; one pad buffer and one columns buffer serve every chunk."""
     n, c, h, width = x.shape
     oc, _, kh, kw = w.shape
     oh, ow = out.shape[2:]
     depth = c * kh * kw
     rows = depth + bool(bias)
-    band = max(1, min(oh, _COLS_LIMIT // max(1, rows * ow)))
-    band = -(-oh // -(-oh // band))  # the same number of bands, evened out
-    cols = _columns(rows, band * ow, x.dtype)
+    if rows * oh * ow <= _COLS_LIMIT:
+        images, band = min(n, _COLS_LIMIT // max(1, rows * oh * ow)), oh
+        images = -(-n // -(-n // images))  # the same number of chunks, evened out
+    else:
+        images, band = 1, max(1, _COLS_LIMIT // max(1, rows * ow))
+        band = -(-oh // -(-oh // band))
+    dtype, pitch = x.dtype, _pitch(band * ow, x.dtype.itemsize)
+    padded = (images, c, h + 2 * pad_h, width + 2 * pad_w)
+    cols_bytes = images * rows * pitch * dtype.itemsize
+    pad_bytes = images * c * padded[2] * padded[3] * dtype.itemsize if pad_h or pad_w else 0
+    cols_buffer, pad_buffer = _from_block(cols_bytes, pad_bytes)
+    cols = cols_buffer.view(dtype).reshape(images, rows, pitch)[..., :band * ow]
     if bias:
-        cols[depth] = 1
+        cols[:, depth] = 1
         weights = np.concatenate([w.reshape(oc, depth), bias[0].reshape(oc, 1)], axis=1)
     else:
         weights = w.reshape(oc, depth)
     if pad_h or pad_w:
-        # One padded image, reused for every image: its zero border is written once.
-        xp = np.zeros((1, c, h + 2 * pad_h, width + 2 * pad_w), x.dtype)
-        inner = xp[0, :, pad_h:pad_h + h, pad_w:pad_w + width]
+        # Padded in place chunk after chunk; the block held anything before, so zero the border.
+        xp = pad_buffer.view(dtype).reshape(padded)
+        xp[:, :, :pad_h] = 0
+        xp[:, :, h + pad_h:] = 0
+        xp[:, :, :, :pad_w] = 0
+        xp[:, :, :, width + pad_w:] = 0
+        inner = xp[:, :, pad_h:pad_h + h, pad_w:pad_w + width]
         view = _windows(xp, kh, kw, oh, ow, stride_h, stride_w)
     else:
         view = _windows(x, kh, kw, oh, ow, stride_h, stride_w)
-    # Per band: output rows, the band's columns (a view of cols: its row stride stays that of
-    # the full band, which BLAS takes) and the same as the [C, KH, KW, rows, OW] copy target.
-    spans = []
-    for y0 in range(0, oh, band):
-        y1 = min(oh, y0 + band)
-        m = (y1 - y0) * ow
-        spans.append((y0, y1, cols[:, :m], cols[:depth, :m].reshape(c, kh, kw, y1 - y0, ow)))
     planes = out.reshape(n, oc, oh * ow)
-    for b in range(n):
+    for first in range(0, n, images):
+        last = min(n, first + images)
         if pad_h or pad_w:
-            inner[...] = x[b]
-            taps = view[0]
+            inner[:last - first] = x[first:last]
+            taps = view[:last - first]
         else:
-            taps = view[b]
-        for y0, y1, band_cols, dst in spans:
-            dst[...] = taps[:, :, :, y0:y1]
-            np.matmul(weights, band_cols, out=planes[b, :, y0 * ow:y1 * ow])
+            taps = view[first:last]
+        for y0 in range(0, oh, band):
+            y1 = min(oh, y0 + band)
+            # Views of cols (a band keeps the full band's row stride, which BLAS takes).
+            chunk = cols[:last - first, :, :(y1 - y0) * ow]
+            chunk[:, :depth].reshape(last - first, c, kh, kw, y1 - y0, ow)[...] = \
+                taps[..., y0:y1, :]
+            np.matmul(weights, chunk, out=planes[first:last, :, y0 * ow:y1 * ow])
     if relu:
         relu_into(out, out)
 
@@ -171,17 +212,18 @@ def conv2d_im2col(x: np.ndarray, w: np.ndarray, *bias: np.ndarray, out: np.ndarr
         if relu:
             relu_into(out, out)
         return
-    if n * (depth + 1) * oh * ow > _COLS_LIMIT:
-        _banded(x, w, bias, out, stride_h, stride_w, pad_h, pad_w, relu)
-        return
-    # The whole batch in one im2col copy and one GEMM, on this thread's scratch.
     key = (x.shape, w.shape, x.dtype, stride_h, stride_w, pad_h, pad_w, not bias)
     plans = _scratch.plans
     # Taken out while in use (a re-entrant call builds its own) and put back last (LRU order).
     plan = plans.pop(key, None)
     if plan is None:
+        if _Plan.nbytes(x.shape, w.shape, x.dtype.itemsize, oh, ow, pad_h, pad_w,
+                        bool(bias)) > _PLAN_BYTES:
+            _chunked(x, w, bias, out, stride_h, stride_w, pad_h, pad_w, relu)
+            return
         plan = _Plan(x.shape, w.shape, x.dtype, oh, ow, stride_h, stride_w, pad_h, pad_w,
                      bool(bias))
+    # The whole batch in one im2col copy and one GEMM.
     if plan.inner is not None:
         plan.inner[...] = x
         plan.dst[...] = plan.view
@@ -195,12 +237,8 @@ def conv2d_im2col(x: np.ndarray, w: np.ndarray, *bias: np.ndarray, out: np.ndarr
         weights = w.reshape(oc, depth)
     np.matmul(weights, plan.cols, out=out.reshape(n, oc, oh * ow))
     if relu:
-        if plan.zeros is None:
-            relu_into(out, out)
-        else:
-            flat = out.reshape(-1)
-            np.maximum(flat, plan.zeros, out=flat)
-    if plan.kept:
-        plans[key] = plan
-        if len(plans) > _PLANS:
-            del plans[next(iter(plans))]
+        flat = out.reshape(-1)
+        np.maximum(flat, plan.zeros, out=flat)
+    plans[key] = plan
+    if len(plans) > _PLANS:
+        del plans[next(iter(plans))]
