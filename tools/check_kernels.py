@@ -15,6 +15,7 @@ import tempfile
 KERNELS = pathlib.Path(__file__).resolve().parents[1] / "src/lightning_core/backends/cuda/kernels"
 # Builds beyond the defaults whose code is behind a define (one nvcc run each).
 VARIANTS = {"attention.cu": [["-DLC_ROWS_ONLY=1", "-DRVEC=1", "-DKPL=3", "-DDPL=2"],
+                            ["-DLC_ROWS_ONLY=1", "-DRVEC=1", "-DWRAP=1", "-DKPL=6", "-DDPL=2"],
                             ["-DLC_TC=1", "-DHEAD_DIM_P=64", "-DKEYS_PT=4", "-DVEC_IO=1"],
                             ["-DLC_TC=1", "-DLC_TC_TRUNC=0", "-DHEAD_DIM_P=32"]]}
 

@@ -102,7 +102,8 @@ def test_attention_rows_kernel_edges(seq, d, causal):
 @pytest.mark.parametrize("y_shape,seq,d", [((1, 16, 8, 8), 48, 48), ((1, 16, 8, 8), 192, 48),
                                            ((1, 16, 8, 8), 192, 8), ((1, 16, 8, 8), 96, 48),
                                            ((2, 3, 5, 7), 7, 5), ((4000,), 20, 30),
-                                           ((1, 16, 8, 8), 300, 64)])
+                                           ((1, 16, 8, 8), 300, 64), ((1, 3, 5, 7), 12, 8),
+                                           ((4000,), 20, 32), ((1, 2, 6, 6), 40, 4)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 def test_attention_packed_reads_qkv_in_place(y_shape, seq, d, dtype):
     from lightning_core.ops.attention import attention_packed
@@ -120,6 +121,26 @@ def test_attention_packed_reads_qkv_in_place(y_shape, seq, d, dtype):
         assert_close(got, ref, dtype)
     if dtype != np.float16:  # the CPU backend computes float32 and float64 only
         assert_close(attention_packed(y, seq, d, "cpu"), ref, dtype)
+
+
+@pytest.mark.parametrize("offset", [0, 1, 4, 6])
+def test_attention_packed_from_views_at_any_alignment(offset):
+    """The packed rows kernel stages 16 bytes per load only from a 16-byte aligned buffer (the
+    period and d multiples of 4): views that start 4, 16 or 24 bytes into an allocation give
+    the same result, on the full road and on the fast lane."""
+    from lightning_core.ops.attention import attention_packed
+    from lightning_core.sessions.integrated import _pack_qkv
+
+    cp = _cp()
+    rng = np.random.default_rng(offset)
+    base = rng.standard_normal(1024 + 8).astype(np.float32)
+    for seq, d in ((192, 48), (60, 16)):
+        y = base[offset:offset + 1024]
+        q, k, v = _pack_qkv(y.astype(np.float64), seq, d)
+        ref = attention_reference(q, k, v, False)
+        yd = cp.asarray(base)[offset:offset + 1024]
+        for _ in range(2):
+            assert_close(attention_packed(yd, seq, d, "cuda"), ref, np.float32)
 
 
 @pytest.mark.parametrize("seq", [700, 2048])

@@ -191,7 +191,7 @@ def _rows_config(seq: int, d: int, dtype_name: str,
 def _rows_plan(seq: int, dtype_name: str, geometry: tuple[int, int, int], wrap: bool,
                vec: int = 0) -> _Plan:
     kpl, dpl, smem = geometry
-    rvec = int(bool(vec) and dtype_name == "float32" and not wrap)
+    rvec = int(bool(vec) and dtype_name == "float32")
     kernel = get_function(_FILE, "lc_attention_rows", {
         "LC_DTYPE": _DTYPE_CODE[dtype_name], "KPL": kpl, "DPL": dpl, "WRAP": int(wrap),
         "RVEC": rvec, "LC_ROWS_ONLY": 1})
@@ -299,7 +299,8 @@ def _rows_call(seq: int, d: int, dtype_name: str, geometry: tuple[int, int, int]
                wrap: int, vec: int = 0) -> KernelCall:
     """The rows kernel's launch. ``offsets`` are where K and V start after Q; ``wrap`` > 0 reads
     every operand cyclically from a buffer of that many values (the packed conv output);
-    ``vec``: every row is 16-byte aligned (float32 then stages 16 bytes per load)."""
+    ``vec``: every row is 16-byte aligned (float32 then stages 16 bytes per load; with
+    ``wrap``, the buffer is 16-byte aligned and ``wrap`` and the offsets multiples of 4)."""
     acc = _acc_type(dtype_name)
     out_scale, out_bias, relu = post
     i64 = np.int64
@@ -505,7 +506,10 @@ def attention_packed(y: Any, *, out: Any, stream: Any, precision: str, seq: int,
     """Non-causal attention of Q, K, V cut from ``y`` repeated cyclically to 3*seq*d values
     (the integrated conv -> attention packing): the rows kernel reads them in place; beyond its
     limits the values are packed and the ``auto`` variant runs."""
-    key = (y.size, seq, d, y.dtype.char)
+    # 16 bytes per staging load when no 4-value pack straddles the wrap: d (so the offsets
+    # seq * d and 2 * seq * d) and the period multiples of 4, the buffer 16-byte aligned.
+    vec = int(d % 4 == 0 and y.size % 4 == 0 and y.data.ptr % 16 == 0)
+    key = (y.size, seq, d, y.dtype.char, vec)
     launch = _packed.get(key, False)
     if launch is False:
         _, lim = _device()
@@ -513,7 +517,7 @@ def attention_packed(y: Any, *, out: Any, stream: Any, precision: str, seq: int,
         launch = None
         if rows is not None and y.size < 1 << 31:  # the kernel reduces offsets in 32 bits
             launch = _rows_call(seq, d, y.dtype.name, rows, False, 1.0 / math.sqrt(d),
-                                (1.0, 0.0, False), (seq * d, 2 * seq * d), y.size)
+                                (1.0, 0.0, False), (seq * d, 2 * seq * d), y.size, vec)
         _remember(_packed, key, launch)
     if launch is not None:
         launch(stream, y, y, y, out)

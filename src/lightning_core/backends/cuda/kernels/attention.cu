@@ -695,8 +695,10 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
 //   WRAP  1: q, k and v are one flat buffer of `period` values read cyclically from offsets
 //         q_base, k_base, v_base (the integrated conv -> attention path packs Q, K, V this
 //         way, so no packing kernel runs); 0: three [seq, d] arrays, offsets unused.
-//   RVEC  1 (float32, WRAP 0, d % 4 == 0, 16-byte aligned k and v): keys and values are
-//         staged 16 bytes per load, a quarter of the load instructions and round trips.
+//   RVEC  1 (float32, d % 4 == 0, 16-byte aligned k and v; with WRAP, a 16-byte aligned
+//         buffer whose period and offsets are multiples of 4, so no 4-value group straddles
+//         the wrap): keys and values are staged 16 bytes per load, a quarter of the load
+//         instructions and round trips.
 // Shared memory: (seq * (d | 1) + 3 + seq * d + RW_WARPS * 32 * (KPL + DPL)) * sizeof(acc_t).
 #ifndef KPL
 #define KPL 4
@@ -710,8 +712,8 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
 #ifndef RVEC
 #define RVEC 0
 #endif
-#if RVEC && (LC_DTYPE != 0 || WRAP)
-#error "RVEC needs float32 without WRAP"
+#if RVEC && LC_DTYPE != 0
+#error "RVEC needs float32"
 #endif
 #define RW_WARPS 8
 #define RW_UNROLL 8
@@ -725,6 +727,20 @@ __device__ __forceinline__ acc_t lc_rows_ld(const io_t* __restrict__ p, long lon
     return lc_to_acc(p[e]);
 #endif
 }
+
+#if RVEC
+// The 4 values of key/value pack i (values 4 i .. 4 i + 3 of a [keys, d] operand at base).
+__device__ __forceinline__ float4 lc_rows_ld4(const float* __restrict__ p, long long base, int i,
+                                              long long period) {
+#if WRAP
+    // base and period are multiples of 4: the pack starts aligned and never straddles the wrap.
+    return __ldg(reinterpret_cast<const float4*>(p + (unsigned)(base + 4LL * i) %
+                                                         (unsigned)period));
+#else
+    return __ldg(reinterpret_cast<const float4*>(p) + i);
+#endif
+}
+#endif
 
 __device__ __forceinline__ acc_t lc_warp_max(acc_t x) {
 #pragma unroll
@@ -761,16 +777,14 @@ lc_attention_rows(const io_t* __restrict__ q, const io_t* __restrict__ k,
     {
         const int w4 = d >> 2;
         const int total = keys * w4;
-        const float4* k4 = reinterpret_cast<const float4*>(k);
-        const float4* v4 = reinterpret_cast<const float4*>(v);
         for (int i0 = tid; i0 < total; i0 += RW_WARPS * 32 * RW_UNROLL) {
             float4 kr[RW_UNROLL], vr[RW_UNROLL];
 #pragma unroll
             for (int u = 0; u < RW_UNROLL; ++u) {
                 const int i = i0 + u * RW_WARPS * 32;
                 if (i < total) {
-                    kr[u] = __ldg(k4 + i);
-                    vr[u] = __ldg(v4 + i);
+                    kr[u] = lc_rows_ld4(k, k_base, i, period);
+                    vr[u] = lc_rows_ld4(v, v_base, i, period);
                 }
             }
 #pragma unroll
@@ -792,7 +806,7 @@ lc_attention_rows(const io_t* __restrict__ q, const io_t* __restrict__ k,
 #else
     // Staging is latency-bound (one block per SM, few warps): each warp walks rows, each lane
     // columns, and every thread issues RW_UNROLL pairs of loads before its first store. No
-    // division per element; WRAP offsets are reduced modulo the period once per row.
+    // division per element but WRAP's 32-bit modulo of the offset.
     for (int r0 = warp; r0 < keys; r0 += RW_WARPS * RW_UNROLL) {
         for (int c = lane; c < d; c += 32) {
             acc_t kr[RW_UNROLL], vr[RW_UNROLL];
