@@ -165,38 +165,46 @@ def test_attention_headline_cases_are_one_kernel(seq, d):
         assert_close(out, attention_reference(q, k, v, causal))
 
 
-@pytest.mark.parametrize("seq,d", [(64, 64), (100, 33), (1000, 64), (777, 16), (2051, 64)])
-def test_attention_tensor_core_build_keeps_float32_accuracy(seq, d):
+@pytest.mark.parametrize("seq,d", [(64, 64), (100, 33), (1000, 64), (777, 16), (2051, 64),
+                                   (17, 8), (130, 64)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_tensor_core_build_keeps_float32_accuracy(seq, d, causal):
     """flash_tc runs its tensor-core build here (not a fallback) and its split products keep
     float32 accuracy: within a small factor of the SIMT kernel's error, far below plain TF32's
-    (~1e-3 on these logits)."""
+    (~1e-3 on these logits). Causal: the 8-key steps across the diagonal run guarded."""
     from lightning_core.backends.cuda import attention as att
 
     _, lim = att._device()
-    assert att._tc_config(seq, d, "float32", False, lim) is not None
-    assert att._tc_config(seq, d, "float32", True, lim) is None  # causal: flash_splitkv
-    rng = np.random.default_rng(seq * 3 + d)
+    assert att._tc_config(seq, d, "float32", causal, lim) is not None
+    rng = np.random.default_rng(seq * 3 + d + causal)
     q, k, v = _attention_case(rng, seq, d, np.float32, scale=2.0)
-    ref = attention_reference(q, k, v, False)
+    ref = attention_reference(q, k, v, causal)
     cp = _cp()
     errs = {}
     for impl in _variants("attention", np.float32):
         if impl.variant in ("flash_tc", "flash_splitkv"):
             out = poisoned((seq, d), device="cuda")
             _launch(impl.fn, *(cp.asarray(a) for a in (q, k, v)), out=out, precision="fp32",
-                    causal=False, scale=1.0 / math.sqrt(d), post=None)
+                    causal=causal, scale=1.0 / math.sqrt(d), post=None)
             errs[impl.variant] = float(np.abs(cp.asnumpy(out) - ref).max())
     assert errs["flash_tc"] <= max(20 * errs["flash_splitkv"], 2e-6), errs
     assert errs["flash_tc"] < 1e-4, errs
 
 
 def test_attention_auto_takes_the_tensor_core_build_where_measured_faster():
-    from lightning_core.backends.cuda.attention import TC_AUTO_MIN_SEQ, choose_variant
+    from lightning_core.backends.cuda.attention import (
+        TC_AUTO_MIN_SEQ,
+        TC_AUTO_MIN_SEQ_CAUSAL,
+        choose_variant,
+    )
 
     assert choose_variant(4096, 64, "float32") == "flash_tc"
     assert choose_variant(TC_AUTO_MIN_SEQ[64], 40, "float32") == "flash_tc"
     assert choose_variant(TC_AUTO_MIN_SEQ[64] - 1, 64, "float32") == "flash_splitkv"
-    assert choose_variant(4096, 64, "float32", causal=True) == "flash_splitkv"
+    assert choose_variant(4096, 64, "float32", causal=True) == (
+        "flash_tc" if 4096 >= TC_AUTO_MIN_SEQ_CAUSAL[64] else "flash_splitkv")
+    assert choose_variant(TC_AUTO_MIN_SEQ_CAUSAL[64] - 1, 64, "float32",
+                          causal=True) == "flash_splitkv"
     assert choose_variant(4096, 64, "float16") == "flash_splitkv"
     assert choose_variant(4096, 80, "float32") == "flash_splitkv"
     from lightning_core import config
@@ -233,7 +241,7 @@ def test_attention_large_head_dim_composite_path():
     assert_close(got[:-1], attention_reference(q, k, v, True)[:-1])
 
 
-@pytest.mark.parametrize("seq,d", [(5, 8), (100, 48), (1000, 64)])
+@pytest.mark.parametrize("seq,d", [(5, 8), (100, 48), (1000, 64), (129, 32)])
 def test_attention_causal_masked_nan_and_inf_stay_out(seq, d):
     rng = np.random.default_rng(seq)
     q, k, v = _attention_case(rng, seq, d, np.float32)
@@ -250,6 +258,27 @@ def test_attention_causal_masked_nan_and_inf_stay_out(seq, d):
         visible = seq // 2  # rows before the first NaN/Inf key see only finite values
         assert np.isfinite(got[:visible]).all(), impl.name
         assert_close(got[:visible], ref[:visible])
+
+
+@pytest.mark.parametrize("seq,d", [(40, 64), (130, 32), (1000, 64), (2051, 64)])
+def test_attention_causal_rows_never_see_later_nonfinite_values(seq, d):
+    """Every key from a point that is no multiple of 8 on holds Inf values and a NaN key:
+    every row before that point matches the reference exactly as if they were absent (the
+    tensor-core build's steps across the diagonal must not multiply them by zero)."""
+    rng = np.random.default_rng(seq + d)
+    q, k, v = _attention_case(rng, seq, d, np.float32)
+    cut = seq // 2 + 3
+    v[cut:] = np.inf
+    k[cut:, 0] = np.nan
+    ref = attention_reference(q[:cut], k[:cut], v[:cut], True)
+    cp = _cp()
+    for impl in _variants("attention", np.float32):
+        out = poisoned((seq, d), device="cuda")
+        _launch(impl.fn, *(cp.asarray(a) for a in (q, k, v)), out=out, precision="fp32",
+                causal=True, scale=1.0 / math.sqrt(d), post=None)
+        got = cp.asnumpy(out)[:cut]
+        assert np.isfinite(got).all(), impl.name
+        assert_close(got, ref)
 
 
 def test_attention_unaligned_flat_inputs_and_policy_post():

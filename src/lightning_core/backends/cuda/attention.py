@@ -31,7 +31,8 @@ from .launch import KernelCall, function_ptr
 from .memory import stream_scratch
 
 __all__ = ["attention_auto", "attention_fused_small", "attention_flash_splitkv",
-           "attention_flash_tc", "choose_variant", "ROWS_AUTO_MAX_SEQ", "TC_AUTO_MIN_SEQ"]
+           "attention_flash_tc", "choose_variant", "ROWS_AUTO_MAX_SEQ", "TC_AUTO_MIN_SEQ",
+           "TC_AUTO_MIN_SEQ_CAUSAL"]
 
 _FILE = "attention.cu"
 _DTYPES = ("float32", "float64", "float16")
@@ -66,6 +67,7 @@ _TC_BLOCKS_PER_SM = 4
 _TC_KEYS = 4  # keys per tile / 8
 _TC_TRUNC = 1
 TC_AUTO_MIN_SEQ = {32: 2048, 64: 1536}
+TC_AUTO_MIN_SEQ_CAUSAL = {32: 2048, 64: 1536}
 _MAX_FLASH_HEAD_DIM = 256
 _STATIC_SMEM = 1024  # the flash kernel's static shared memory, with slack
 _COMPOSITE_BLOCK = 64  # rows per causal block of the composite path
@@ -149,9 +151,10 @@ def _flash_smem_bytes(dp: int, rows: int, keys: int, dtype_name: str, tc: bool =
 def _tc_config(seq: int, d: int, dtype_name: str, causal: bool,
                lim: _Limits) -> tuple[int, int, int] | None:
     """(padded head dim, 4, keys per thread) when the tensor-core flash build takes this call:
-    float32, head_dim <= 64, no causal mask (a masked key's value row may hold Inf or NaN, and
-    the tensor-core product cannot skip it as the SIMT kernel does), and its tiles fit."""
-    if dtype_name != "float32" or causal or d > 64:
+    float32, head_dim <= 64, and its tiles fit. (Under a causal mask the 8-key steps that
+    straddle the diagonal run as guarded FMAs: a masked key's value row may hold Inf or NaN,
+    which a tensor-core product would multiply by zero.)"""
+    if dtype_name != "float32" or d > 64:
         return None
     dp = 32 if d <= 32 else 64
     if _flash_smem_bytes(dp, 4, _TC_KEYS, dtype_name, True) > lim.smem_per_block - _STATIC_SMEM:
@@ -168,7 +171,7 @@ def choose_variant(seq: int, d: int, dtype_name: str, causal: bool = False) -> s
     if seq * seq * d <= _FUSED_MAX_MACS and _flash_config(seq, d, dtype_name, lim, True):
         return "fused_small"
     tc = _tc_config(seq, d, dtype_name, causal, lim)
-    if (tc is not None and seq >= TC_AUTO_MIN_SEQ[tc[0]]
+    if (tc is not None and seq >= (TC_AUTO_MIN_SEQ_CAUSAL if causal else TC_AUTO_MIN_SEQ)[tc[0]]
             and config.get("LC_ATTENTION_SPLIT_TF32")):
         return "flash_tc"
     return "flash_splitkv" if _flash_config(seq, d, dtype_name, lim) is not None else "composite"

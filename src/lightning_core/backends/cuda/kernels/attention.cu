@@ -329,6 +329,37 @@ __device__ __forceinline__ void lc_tc_load_q(lc_tc_state& st, const float* qs, i
     }
 }
 
+// P V for one k-step of 8 keys (c0 ..) that straddles the causal diagonal of the warp's rows:
+// plain float32 FMAs, each behind its key <= row test, so a masked key's value never enters
+// (the tensor-core product would multiply it by zero). Lane (g, t) gathers its rows' 8
+// probabilities from the quad (column j of row g sits in lane 4g + j/2, element j & 1; row
+// g + 8 in elements 2 + (j & 1)) and updates its own C elements of O.
+__device__ __forceinline__ void lc_tc_pv_guarded(lc_tc_state& st, const float (&p)[4],
+                                                 const float* vs, int c0, int row0, int lane) {
+    const int g = lane >> 2, t = lane & 3;
+    float pr[2][8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+        const int from = (lane & ~3) | (j >> 1);
+        pr[0][j] = __shfl_sync(0xffffffffu, p[j & 1], from);
+        pr[1][j] = __shfl_sync(0xffffffffu, p[2 + (j & 1)], from);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int row = row0 + g + 8 * h;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            if (c0 + j > row) continue;
+            const float* vr = vs + j * LC_LDV + 2 * t;
+#pragma unroll
+            for (int n = 0; n < LC_TC_DK; ++n) {
+                st.o[n][2 * h] = fmaf(pr[h][j], vr[n * 8], st.o[n][2 * h]);
+                st.o[n][2 * h + 1] = fmaf(pr[h][j], vr[n * 8 + 1], st.o[n][2 * h + 1]);
+            }
+        }
+    }
+}
+
 // One key tile (K in ks, V in vs) into the warp's running state.
 __device__ __forceinline__ void lc_tc_tile(lc_tc_state& st, const float* ks, const float* vs,
                                            int key0, int row0, int seq, int causal,
@@ -387,6 +418,17 @@ __device__ __forceinline__ void lc_tc_tile(lc_tc_state& st, const float* ks, con
     const bool odd = t & 1;
 #pragma unroll
     for (int kk = 0; kk < LC_TC_NK; ++kk) {
+        if (causal && need_mask) {
+            // A masked key's value row may hold Inf or NaN, and 0 * Inf is NaN in a product,
+            // so no masked key may enter one. The warp's rows are row0 .. row0 + 15 (uniform
+            // across the warp, so the shuffles below stay warp-wide).
+            const int c0 = key0 + kk * 8;
+            if (c0 > row0 + 15) continue;  // every key of the step is masked for every row
+            if (c0 + 7 > row0) {           // straddles the diagonal: guarded scalar FMAs
+                lc_tc_pv_guarded(st, s[kk], vs + kk * 8 * LC_LDV, c0, row0, lane);
+                continue;
+            }
+        }
         float x[4], y[4];
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
