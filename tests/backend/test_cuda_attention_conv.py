@@ -192,19 +192,13 @@ def test_attention_tensor_core_build_keeps_float32_accuracy(seq, d, causal):
 
 
 def test_attention_auto_takes_the_tensor_core_build_where_measured_faster():
-    from lightning_core.backends.cuda.attention import (
-        TC_AUTO_MIN_SEQ,
-        TC_AUTO_MIN_SEQ_CAUSAL,
-        choose_variant,
-    )
+    from lightning_core.backends.cuda.attention import TC_AUTO_MIN_SEQ, choose_variant
 
     assert choose_variant(4096, 64, "float32") == "flash_tc"
     assert choose_variant(TC_AUTO_MIN_SEQ[64], 40, "float32") == "flash_tc"
     assert choose_variant(TC_AUTO_MIN_SEQ[64] - 1, 64, "float32") == "flash_splitkv"
-    assert choose_variant(4096, 64, "float32", causal=True) == (
-        "flash_tc" if 4096 >= TC_AUTO_MIN_SEQ_CAUSAL[64] else "flash_splitkv")
-    assert choose_variant(TC_AUTO_MIN_SEQ_CAUSAL[64] - 1, 64, "float32",
-                          causal=True) == "flash_splitkv"
+    assert choose_variant(4096, 64, "float32", causal=True) == "flash_tc"
+    assert choose_variant(TC_AUTO_MIN_SEQ[64] - 1, 64, "float32", causal=True) == "flash_splitkv"
     assert choose_variant(4096, 64, "float16") == "flash_splitkv"
     assert choose_variant(4096, 80, "float32") == "flash_splitkv"
     from lightning_core import config

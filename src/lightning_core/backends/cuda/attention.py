@@ -7,7 +7,7 @@ limits) exactly once: ``fused_small`` as a single block holding every query row,
 ``flash_splitkv`` with query tiles and the key range split over blocks so that about one wave of
 resident blocks runs (geometry measured with ``tools/flash_sweep.py``), ``flash_tc`` the same
 grid with its products on tensor cores (float32 at float32 accuracy through split operands,
-head_dim <= 64, no causal mask; ``tools/probe_tc.py``). ``auto`` (the default) takes ``rows``
+head_dim <= 64; ``tools/probe_tc.py``, ``tools/probe_tc_causal.py``). ``auto`` (the default) takes ``rows``
 up to ``ROWS_AUTO_MAX_SEQ``, ``fused_small`` for the tiniest of the rest, ``flash_tc`` for long
 sequences it takes and ``flash_splitkv`` else; head dims beyond 256 run a composite cuBLAS +
 CuPy path. Launch plans and split-KV scratch are cached per shape and stream, so a repeated
@@ -31,8 +31,7 @@ from .launch import KernelCall, function_ptr
 from .memory import stream_scratch
 
 __all__ = ["attention_auto", "attention_fused_small", "attention_flash_splitkv",
-           "attention_flash_tc", "choose_variant", "ROWS_AUTO_MAX_SEQ", "TC_AUTO_MIN_SEQ",
-           "TC_AUTO_MIN_SEQ_CAUSAL"]
+           "attention_flash_tc", "choose_variant", "ROWS_AUTO_MAX_SEQ", "TC_AUTO_MIN_SEQ"]
 
 _FILE = "attention.cu"
 _DTYPES = ("float32", "float64", "float16")
@@ -66,8 +65,13 @@ _TC_MIN_BLOCKS = 1
 _TC_BLOCKS_PER_SM = 4
 _TC_KEYS = 4  # keys per tile / 8
 _TC_TRUNC = 1
+# Causal masks cross over at the same lengths (run 33, probe_tc_causal, d=64: 1536 27.0 against
+# 30.0 us, 1024 22.2 against 18.6; d=32: 2048 25.1 against 27.6, 1536 22.2 against 18.4).
 TC_AUTO_MIN_SEQ = {32: 2048, 64: 1536}
-TC_AUTO_MIN_SEQ_CAUSAL = {32: 2048, 64: 1536}
+# Under a causal mask a query tile's keys end at its diagonal, so equal splits of every tile
+# leave the last tiles' blocks as long as without the mask: the grid gets this many times the
+# splits (and may exceed one wave, the short blocks filling in behind the long ones).
+_CAUSAL_SPLIT_FACTOR = 2
 _MAX_FLASH_HEAD_DIM = 256
 _STATIC_SMEM = 1024  # the flash kernel's static shared memory, with slack
 _COMPOSITE_BLOCK = 64  # rows per causal block of the composite path
@@ -171,7 +175,7 @@ def choose_variant(seq: int, d: int, dtype_name: str, causal: bool = False) -> s
     if seq * seq * d <= _FUSED_MAX_MACS and _flash_config(seq, d, dtype_name, lim, True):
         return "fused_small"
     tc = _tc_config(seq, d, dtype_name, causal, lim)
-    if (tc is not None and seq >= (TC_AUTO_MIN_SEQ_CAUSAL if causal else TC_AUTO_MIN_SEQ)[tc[0]]
+    if (tc is not None and seq >= TC_AUTO_MIN_SEQ[tc[0]]
             and config.get("LC_ATTENTION_SPLIT_TF32")):
         return "flash_tc"
     return "flash_splitkv" if _flash_config(seq, d, dtype_name, lim) is not None else "composite"
@@ -265,7 +269,7 @@ def _resident_blocks(kernel: Any, smem: int) -> int:
 
 def _flash_plan(seq: int, d: int, dtype_name: str, vec: int,
                 geometry: tuple[int, int, int], lim: _Limits, single_block: bool,
-                tc: bool = False) -> _Plan:
+                tc: bool = False, causal: bool = False) -> _Plan:
     dp, rows, keys = geometry
     tiles = -(-seq // (16 * rows))
     smem = _flash_smem_bytes(dp, rows, keys, dtype_name, tc)
@@ -278,9 +282,12 @@ def _flash_plan(seq: int, d: int, dtype_name: str, vec: int,
         "ROWS_PT": rows, "KEYS_PT": keys, "MIN_BLOCKS": min_blocks, "LC_TC": int(tc),
         "LC_TC_TRUNC": _TC_TRUNC})
     kernel.max_dynamic_shared_size_bytes = max(kernel.max_dynamic_shared_size_bytes, smem)
+    per_sm = _TC_BLOCKS_PER_SM if tc else _BLOCKS_PER_SM[rows]
+    resident = _resident_blocks(kernel, smem)
+    if causal:
+        per_sm, resident = per_sm * _CAUSAL_SPLIT_FACTOR, resident * _CAUSAL_SPLIT_FACTOR
     splits = 1 if single_block else _splits(tiles, -(-seq // (8 * keys)), lim.sm_count, rows,
-                                            _resident_blocks(kernel, smem),
-                                            _TC_BLOCKS_PER_SM if tc else None)
+                                            resident, per_sm)
     bm = 16 * rows
     scratch = (tiles * splits * bm * dp, tiles * splits * 2 * bm, tiles) if splits > 1 else None
     return _Plan(kernel, (splits, tiles, 1), (_THREADS, 1, 1), smem,
@@ -350,7 +357,7 @@ def _launcher(requested: str, seq: int, d: int, dtype_name: str, causal: bool,
         geometry = tc or _flash_config(seq, d, dtype_name, lim, single)
     if geometry is None:
         return None
-    plan = _flash_plan(seq, d, dtype_name, vec, geometry, lim, single, tc is not None)
+    plan = _flash_plan(seq, d, dtype_name, vec, geometry, lim, single, tc is not None, causal)
     acc = plan.acc
     out_scale, out_bias, relu = post
     scalars = (np.int32(seq), np.int32(d), np.int32(bool(causal)), acc(scale), acc(out_scale),
