@@ -22,7 +22,7 @@ from lightning_core.runtime.backend import implementations
 
 def main(path: str | None) -> None:
     impls = {i.variant: i for i in implementations("cuda", "attention")}
-    saved = att._CAUSAL_SPLIT_FACTOR
+    saved = att._CAUSAL_SPLIT_FACTOR, att._CAUSAL_SPLIT_MIN_SEQ
     stream = cp.cuda.get_current_stream()
     lines = []
     rng = np.random.default_rng(0)
@@ -34,8 +34,8 @@ def main(path: str | None) -> None:
             out = cp.empty((seq, d), cp.float32)
             cells = []
             for variant in ("flash_splitkv", "flash_tc"):
-                for factor in (1, 2, 3):  # the causal grid's split factor
-                    att._CAUSAL_SPLIT_FACTOR = factor
+                for factor in (1, 2, 3):  # the causal grid's split factor, at every length
+                    att._CAUSAL_SPLIT_FACTOR, att._CAUSAL_SPLIT_MIN_SEQ = factor, 0
                     att._launchers.clear()
 
                     def run(variant: str = variant) -> None:
@@ -49,7 +49,7 @@ def main(path: str | None) -> None:
                     err = ("" if ref is None else
                            f" err {float(np.abs(cp.asnumpy(out) - ref).max()):.1e}")
                     cells.append(f"{variant} x{factor} {us:6.1f} us{err}")
-            att._CAUSAL_SPLIT_FACTOR = saved
+            att._CAUSAL_SPLIT_FACTOR, att._CAUSAL_SPLIT_MIN_SEQ = saved
             att._launchers.clear()
             lines.append(f"causal seq={seq:5d} d={d:3d}  " + "  ".join(cells))
             print(lines[-1], flush=True)

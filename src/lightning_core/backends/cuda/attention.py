@@ -69,9 +69,13 @@ _TC_TRUNC = 1
 # 30.0 us, 1024 22.2 against 18.6; d=32: 2048 25.1 against 27.6, 1536 22.2 against 18.4).
 TC_AUTO_MIN_SEQ = {32: 2048, 64: 1536}
 # Under a causal mask a query tile's keys end at its diagonal, so equal splits of every tile
-# leave the last tiles' blocks as long as without the mask: the grid gets this many times the
-# splits (and may exceed one wave, the short blocks filling in behind the long ones).
+# leave the last tiles' blocks as long as without the mask. From _CAUSAL_SPLIT_MIN_SEQ on the
+# grid gets this many times the splits (more than one wave: the short blocks fill in behind
+# the long ones). Run 34 (probe_tc_causal, device us, x1 -> x2): d=64 seq 4096 flash_tc 83.8 ->
+# 62.6, SIMT 109.6 -> 94.2; 8192 292.8 -> 186.7, 396.0 -> 287.0; d=32 4096 45.3 -> 43.3, 59.3
+# -> 54.2. Shorter sequences lost (2048: 31.9 -> 34.1 and 48.0 -> 51.0 at d=64).
 _CAUSAL_SPLIT_FACTOR = 2
+_CAUSAL_SPLIT_MIN_SEQ = 4096
 _MAX_FLASH_HEAD_DIM = 256
 _STATIC_SMEM = 1024  # the flash kernel's static shared memory, with slack
 _COMPOSITE_BLOCK = 64  # rows per causal block of the composite path
@@ -284,7 +288,7 @@ def _flash_plan(seq: int, d: int, dtype_name: str, vec: int,
     kernel.max_dynamic_shared_size_bytes = max(kernel.max_dynamic_shared_size_bytes, smem)
     per_sm = _TC_BLOCKS_PER_SM if tc else _BLOCKS_PER_SM[rows]
     resident = _resident_blocks(kernel, smem)
-    if causal:
+    if causal and seq >= _CAUSAL_SPLIT_MIN_SEQ:
         per_sm, resident = per_sm * _CAUSAL_SPLIT_FACTOR, resident * _CAUSAL_SPLIT_FACTOR
     splits = 1 if single_block else _splits(tiles, -(-seq // (8 * keys)), lim.sm_count, rows,
                                             resident, per_sm)
