@@ -70,7 +70,7 @@ PROMOTED: tuple[Promoted, ...] = (
     Promoted("attention", "fused_small",
              lambda d: d["s"] <= 128 and d["s"] ** 2 * d["d"] <= 1 << 17),
     # Long sequences: the backend's own shape choice (split-KV SIMT tiles, or the tensor-core
-    # build for float32 without a causal mask from ``TC_AUTO_MIN_SEQ`` on).
+    # build for float32 from ``TC_AUTO_MIN_SEQ`` on).
     Promoted("attention", "auto", lambda d: d["s"] >= 256),
     Promoted("matmul", "tiled", lambda d: d["m"] * d["k"] * d["n"] <= TILED_MAX_OPS),
     Promoted("conv2d", "direct", lambda d: d["c"] * d["kh"] * d["kw"] <= DIRECT_MAX_TAPS),

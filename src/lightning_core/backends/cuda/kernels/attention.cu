@@ -22,7 +22,8 @@
 //   KEYS_PT      keys per thread per tile (4 or 8)
 //   MIN_BLOCKS   blocks per SM the flash kernel's registers must leave room for (launch bounds)
 //   LC_TC        1: the flash kernel's Q K^T and P V run on tensor cores with split products
-//                (float32 only, ROWS_PT 4, HEAD_DIM_P 32 or 64; see lc_tc_tile)
+//                (float32 only, ROWS_PT 4, HEAD_DIM_P 32 or 64; see lc_tc_tile); under a
+//                causal mask the 8-key steps across the diagonal run as guarded FMAs
 //   LC_TC_TRUNC  1: split x as hi = x with its low 13 bits cleared, lo = x - hi (exact; the
 //                tensor core reads the top 19 bits of lo); 0: both parts rounded by cvt.rna
 //
