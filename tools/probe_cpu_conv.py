@@ -1,9 +1,10 @@
-"""Where the CPU conv of the tiny ``device="auto"`` cases spends its time, step by step.
+"""Where the CPU conv of the tiny ``device="auto"`` cases spends its time.
 
-Times (median µs, host clock) the pad copy, the im2col copy, the GEMM and the ReLU of the CPU
-backend's conv, the whole backend function, ``lc`` forced to the CPU and ``auto``, for the
-seed's tiny conv cases; prints the BLAS NumPy was built with. Run it twice, once with
-``OPENBLAS_NUM_THREADS=1``, to see whether BLAS threads cost the small GEMMs anything.
+Times (median µs, host clock) the GEMM alone, the CPU backend's whole conv function, ``lc``
+forced to the CPU and ``auto``, for the seed's tiny conv cases; prints the BLAS NumPy was built
+with. Run it twice, once with ``OPENBLAS_NUM_THREADS=1``, to see whether BLAS threads cost the
+small GEMMs anything. (Runs 29 and 31 used an earlier version that also timed the pad,
+im2col and ReLU steps of the conv before its kept buffers.)
 
     PYTHONPATH=src python3 tools/probe_cpu_conv.py [out.txt]
 """
@@ -21,8 +22,7 @@ from typing import Any
 import numpy as np
 
 import lightning_core as lc
-from lightning_core.backends.cpu.conv import _padded, conv2d_im2col
-from lightning_core.backends.cpu.elementwise import relu_into
+from lightning_core.backends.cpu.conv import conv2d_im2col
 
 
 def median_us(fn: Any, n: int = 2000) -> float:
@@ -49,24 +49,14 @@ def main(path: str | None) -> None:
         w = rng.standard_normal((16, 3, 3, 3), dtype=np.float32)
         b = rng.standard_normal(16, dtype=np.float32)
         out = np.empty((n, 16, h, h), np.float32)
-        xp = _padded(x, 1, 1)
-        sn, sc, sh, sw = xp.strides
-        view = np.ndarray((n, 3, 3, 3, h, h), xp.dtype, buffer=xp,
-                          strides=(sn, sc, sh, sw, sh, sw))
-        cols = np.empty((n, 28, h * h), np.float32)
-
-        def im2col(cols: np.ndarray = cols, view: np.ndarray = view, n: int = n,
-                   h: int = h) -> None:
-            cols[:, 27] = 1
-            cols[:, :27].reshape(n, 3, 3, 3, h, h)[...] = view
-
+        # The GEMM alone, on the operands the backend builds: weights + bias column against the
+        # columns with their row of ones (row stride as the backend pads it).
         weights = np.concatenate([w.reshape(16, 27), b.reshape(16, 1)], axis=1)
+        cols = np.ones((n, 28, h * h + (16 if h * h * 4 % 2048 == 0 else 0)),
+                       np.float32)[..., :h * h]
         planes = out.reshape(n, 16, h * h)
         parts = {
-            "pad": lambda: _padded(x, 1, 1),
-            "im2col": im2col,
             "gemm": lambda: np.matmul(weights, cols, out=planes),
-            "relu": lambda: relu_into(out, out),
             "backend fn": lambda: conv2d_im2col(x, w, b, out=out, stride_h=1, stride_w=1,
                                                 pad_h=1, pad_w=1, relu=True),
             "lc cpu": lambda: lc.lightning_conv_relu_nchw(x, w, b, 1, 1, 1, 1, "cpu"),

@@ -45,18 +45,6 @@ _COLS_LIMIT = 1 << 20
 _BLOCK_BYTES = 16 << 20
 
 
-def _padded(x: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
-    """``x`` with ``pad_h`` / ``pad_w`` zeros around each image (``x`` itself when no pad).
-
-    The schedules below pad into buffers they reuse; tools/probe_cpu_conv.py times this."""
-    if not (pad_h or pad_w):
-        return x
-    n, c, h, w = x.shape
-    xp = np.zeros((n, c, h + 2 * pad_h, w + 2 * pad_w), dtype=x.dtype)
-    xp[:, :, pad_h:pad_h + h, pad_w:pad_w + w] = x
-    return xp
-
-
 def _pitch(width: int, itemsize: int) -> int:
     """Row stride (elements) for columns ``width`` wide: never a multiple of 2 KiB, as BLAS
     reads B rows that far apart through few cache sets (16x28 @ 28x1024 took 10.9 against
