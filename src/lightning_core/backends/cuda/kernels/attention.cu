@@ -8,8 +8,7 @@
 // With splits > 1 the key range of a query tile is divided between blocks (split-KV, for
 // sequences whose query tiles alone leave SMs idle); each block writes a partial (m, l, acc)
 // and the last block of the tile to arrive, found with an atomic counter, merges the partials
-// and writes the output, so the op is always one launch. Under a causal mask a query tile
-// uses a share of the splits in proportion to its keys (the rest of its blocks leave at once). Launch limits: head_dim <= 256,
+// and writes the output, so the op is always one launch. Launch limits: head_dim <= 256,
 // dynamic shared memory up to ~170 KB (opt-in). backends/cuda/attention.py picks the variant:
 //   fused_small    grid (1, 1): one block holds every query row, no split; scores, softmax,
 //                  P V and the postprocess in one launch (tiny problems, seq <= 64).
@@ -469,24 +468,13 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
     const int tid = threadIdx.x;
     const int tx = tid & 7;
     const int ty = tid >> 3;
+    const int splits = gridDim.x;
     const int split = blockIdx.x;
     // Heaviest (latest, under a causal mask) query tiles are scheduled first.
     const int tile = gridDim.y - 1 - blockIdx.y;
     const int q0 = tile * LC_BLOCK_M;
     const int kv_end = causal ? min(seq, q0 + LC_BLOCK_M) : seq;
     const int nk = (kv_end + LC_BLOCK_N - 1) / LC_BLOCK_N;
-    // Under a causal mask a tile's keys end at its diagonal: it takes a share of the grid's
-    // splits in proportion to its key tiles (at least one, at most one per key tile), so every
-    // working block gets about the same number of key tiles; the others leave at once, before
-    // any barrier, and take no part in the merge. The partial slots keep the grid's stride.
-    const int slots = gridDim.x;
-    int splits = slots;
-    if (causal) {
-        const int nk_full = (seq + LC_BLOCK_N - 1) / LC_BLOCK_N;
-        splits = (int)(((long long)slots * nk + nk_full - 1) / nk_full);
-        splits = max(1, min(splits, nk));
-        if (split >= splits) return;
-    }
     const int kt_begin = (int)(((long long)split * nk) / splits);
     const int kt_end = (int)(((long long)(split + 1) * nk) / splits);
 
@@ -660,7 +648,7 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
     }
 
     // Split-KV: publish this block's partial state, then the last block of the tile merges.
-    const size_t slot = (size_t)tile * slots + split;
+    const size_t slot = (size_t)tile * splits + split;
 #pragma unroll
     for (int a = 0; a < ROWS_PT; ++a) {
         const int r = ty + 16 * a;
@@ -683,7 +671,7 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
 
     // The merge reads LC_MERGE_B splits' partials per round (all loads issued before any use):
     // a round trip to L2 per round rather than per split.
-    const acc_t* ml = part_ml + (size_t)tile * slots * 2 * LC_BLOCK_M;
+    const acc_t* ml = part_ml + (size_t)tile * splits * 2 * LC_BLOCK_M;
 #pragma unroll
     for (int a = 0; a < ROWS_PT; ++a) {
         const int r = ty + 16 * a;
@@ -709,7 +697,7 @@ lc_attention_flash(const io_t* __restrict__ q, const io_t* __restrict__ k,
                 const bool live = i < splits;
                 mi[u] = live ? __ldcg(ml + i * 2 * LC_BLOCK_M + r) : LC_NEG_INF;
                 li[u] = live ? __ldcg(ml + i * 2 * LC_BLOCK_M + LC_BLOCK_M + r) : (acc_t)0;
-                const acc_t* src = part_acc + (((size_t)tile * slots + (live ? i : 0)) * LC_BLOCK_M
+                const acc_t* src = part_acc + (((size_t)tile * splits + (live ? i : 0)) * LC_BLOCK_M
                                                + r) * HEAD_DIM_P + tx * 4;
 #pragma unroll
                 for (int g = 0; g < LC_NG; ++g) {
