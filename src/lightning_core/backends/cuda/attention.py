@@ -56,8 +56,8 @@ _MIN_BLOCKS = {4: 4}
 # per SM (seq >= ~1800 at d=64); below that 32-row tiles, or 16 when even those give under one
 # pair per SM.
 _WIDE_TILE_PAIRS_PER_SM = 6
-# The tensor-core build (float32, head_dim <= 64, no causal mask), measured on an H200 with
-# tools/probe_tc.py (run 24, device us per call, d=64): truncating splits, 32-key tiles, no
+# The tensor-core build (float32, head_dim <= 64), measured on an H200 without a causal mask
+# by tools/probe_tc.py (run 24, device us per call, d=64): truncating splits, 32-key tiles, no
 # launch bound, up to 4 blocks per SM: seq 4096 87.0 (SIMT flash 147.3), 2048 31.5 (52.0),
 # 1024 21.0 (21.1), 512 16.4 (11.1); d=32: 4096 55.0 (80.1), 1024 17.3 (13.8). ``auto`` takes
 # it from these sequence lengths on (by padded head dim).
