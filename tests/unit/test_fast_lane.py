@@ -154,3 +154,43 @@ def test_auto_call_asks_whether_an_array_is_pinned_once(monkeypatch):
     ints = np.ones(n, np.int32)  # converted to float32: a copy, which is pageable
     assert np.array_equal(lc.vector_add(ints, b), ints + b)
     assert len(asked) == 2 and seen[-1] == (False, True)
+
+
+def test_softmax_host_calls_take_the_lane_with_their_shape(lane_trace, rng):
+    """A repeated host softmax over the last axis takes the lane and keeps x's rank; a moved
+    axis (a copy) never does; `_into` fills every element on the lane."""
+    from lightning_core.ops.softmax import softmax_reference
+
+    for _ in range(2):
+        x = rand(rng, 3, 5, 7)
+        got = lc.softmax(x, -1, "cpu")
+        assert got.shape == (3, 5, 7)
+        assert_close(got, softmax_reference(x, -1))
+    for _ in range(2):
+        x = rand(rng, 3, 5, 7)
+        assert_close(lc.softmax(x, 1, "cpu"), softmax_reference(x, 1))
+    for _ in range(2):
+        x, out = rand(rng, 6, 9), poisoned((6, 9))
+        assert lc.softmax_into(x, out, -1, "cpu") is out
+        assert_close(out, softmax_reference(x, -1))
+    assert lane_trace() == [[], ["fast_lane"], ["input_copied"], ["input_copied"], [],
+                            ["fast_lane"]]
+
+
+def test_layer_norm_lane_is_keyed_by_eps_and_the_given_parameters(lane_trace, rng):
+    from lightning_core.ops.norm import layer_norm_reference
+
+    x, w, b = rand(rng, 4, 3, 10), rand(rng, 10), rand(rng, 10)
+    calls = [(w, b, 1e-5), (w, b, 1e-5), (w, b, 0.5), (None, b, 0.5), (w, None, 0.5),
+             (None, None, 0.5), (None, None, 0.5)]
+    for weight, bias, eps in calls:
+        got = lc.layer_norm(x, weight, bias, eps, "cpu")
+        assert got.shape == x.shape
+        assert_close(got, layer_norm_reference(x, weight, bias, eps))
+    assert lane_trace() == [[], ["fast_lane"], [], [], [], [], ["fast_lane"]]
+    with pytest.raises(lc.InvalidArgumentError, match=r"^\[layer_norm\]"):
+        lc.layer_norm(x, w, b, -1.0, "cpu")  # a bad eps is never a known lane
+    out = poisoned(x.shape)
+    for _ in range(2):
+        assert lc.layer_norm_into(x, w, b, out, 1e-5, "cpu") is out
+        assert_close(out, layer_norm_reference(x, w, b, 1e-5))
