@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One batch on the GPU machine: GPU test suite, CUDA acceptance targets (TARGETS=0 skips them),
-# sanitizer on the CUDA kernel tests (SANITIZE=1), a host profile (PROFILE=0 skips it),
+# memcheck on the CUDA kernel tests (SANITIZE=1), racecheck on the attention kernels'
+# tests (RACECHECK=1), a host profile (PROFILE=0 skips it),
 # `lc bench all` (BENCH_ALL=1, packed as $OUT/bench_all.tar: the device tool returns a limited
 # number of files).
 # Results land in $OUT (logs, JSON, CSV).
@@ -26,6 +27,15 @@ if [ "${SANITIZE:-0}" = 1 ]; then
       tests/backend/test_cuda_attention_conv.py \
       > "$OUT/memcheck.log" 2>&1; echo "memcheck rc=$?" >> "$OUT/memcheck.log"
   tail -3 "$OUT/memcheck.log"
+fi
+if [ "${RACECHECK:-0}" = 1 ]; then
+  # The kernels that share tiles through shared memory between warps (flash, tensor-core,
+  # rows); the whole suite under racecheck is `make sanitize-gpu`.
+  timeout 150 compute-sanitizer --tool racecheck --error-exitcode 1 python3 -m pytest -q \
+      -p no:cacheprovider -k "tensor_core or packed or causal_rows or rows_kernel" \
+      tests/backend/test_cuda_attention_conv.py > "$OUT/racecheck.log" 2>&1
+  echo "racecheck rc=$?" >> "$OUT/racecheck.log"
+  tail -3 "$OUT/racecheck.log"
 fi
 if [ "${PROFILE:-1}" = 1 ]; then
   timeout 60 python3 tools/profile_overhead.py "$OUT/profile.txt" > /dev/null 2>&1 || echo "profile failed"
