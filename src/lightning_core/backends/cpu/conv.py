@@ -11,7 +11,7 @@ Two schedules:
   pad copy, one im2col copy and one GEMM for the whole batch. At a few microseconds a step the
   glue around them counts, so each thread keeps the buffers of its last ``_PLANS`` geometries
   and refills them in place: the padded input (zero border written once), its im2col view,
-  the columns (row of ones written once), the weight matrix and zeros for ReLU. Only shapes
+  the columns (row of ones written once) and the weight matrix. Only shapes
   key them, never the caller's arrays (those may change in place between calls).
 * Larger: chunk by chunk, a chunk being as many whole images as fit in ``_COLS_LIMIT``
   elements of columns or, when one image does not, a band of its output rows (that band's GEMM
@@ -29,7 +29,7 @@ import threading
 import numpy as np
 
 from ...runtime.backend import register
-from .elementwise import relu_into
+from .elementwise import relu_flat, relu_into
 
 # Per-thread plans of the one-GEMM schedule: the last 4 geometries whose buffers total 1 MiB at
 # most, so a thread keeps 4 MiB of plans at most.
@@ -66,7 +66,7 @@ def _windows(xp: np.ndarray, kh: int, kw: int, oh: int, ow: int, stride_h: int,
 class _Plan:
     """Buffers of the one-GEMM schedule for one geometry, refilled in place by each call."""
 
-    __slots__ = ("inner", "view", "cols", "dst", "weights", "zeros")
+    __slots__ = ("inner", "view", "cols", "dst", "weights")
 
     def __init__(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...], dtype: np.dtype,
                  oh: int, ow: int, stride_h: int, stride_w: int, pad_h: int, pad_w: int,
@@ -86,9 +86,6 @@ class _Plan:
             self.cols[:, depth] = 1
         self.dst = self.cols[:, :depth].reshape(n, c, kh, kw, oh, ow)
         self.weights = np.empty((oc, depth + 1), dtype) if bias else None
-        # ReLU against a contiguous block of zeros: NumPy's maximum against a scalar 0 takes a
-        # slow unvectorised loop (see elementwise.relu_into).
-        self.zeros = np.zeros(n * oc * oh * ow, dtype)
 
     @staticmethod
     def nbytes(x_shape: tuple[int, ...], w_shape: tuple[int, ...], itemsize: int, oh: int,
@@ -98,8 +95,7 @@ class _Plan:
         oc, _, kh, kw = w_shape
         rows = c * kh * kw + bias
         padded = n * c * (h + 2 * pad_h) * (width + 2 * pad_w) if pad_h or pad_w else 0
-        return (padded + n * rows * _pitch(oh * ow, itemsize) + oc * rows
-                + n * oc * oh * ow) * itemsize
+        return (padded + n * rows * _pitch(oh * ow, itemsize) + oc * rows) * itemsize
 
 
 class _Scratch(threading.local):
@@ -225,8 +221,8 @@ def conv2d_im2col(x: np.ndarray, w: np.ndarray, *bias: np.ndarray, out: np.ndarr
         weights = w.reshape(oc, depth)
     np.matmul(weights, plan.cols, out=out.reshape(n, oc, oh * ow))
     if relu:
-        flat = out.reshape(-1)
-        np.maximum(flat, plan.zeros, out=flat)
+        flat = out.reshape(-1)  # contiguous: the backend's own output
+        relu_flat(flat, flat)
     plans[key] = plan
     if len(plans) > _PLANS:
         del plans[next(iter(plans))]

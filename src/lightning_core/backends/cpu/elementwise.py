@@ -20,7 +20,7 @@ import numpy as np
 from ...runtime.backend import register
 from ...runtime.host_threads import chunks, host_threads, run_parallel
 
-__all__ = ["binary_numpy", "chunked", "relu_into", "PARALLEL_MIN_BYTES"]
+__all__ = ["binary_numpy", "chunked", "relu_into", "relu_flat", "PARALLEL_MIN_BYTES"]
 
 _UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
 # Below this many output bytes one thread wins: handing chunks out costs tens of microseconds.
@@ -50,8 +50,17 @@ def relu_into(x: np.ndarray, out: np.ndarray) -> None:
             and x.dtype == out.dtype and x.dtype.kind == "f"):
         np.maximum(x, x.dtype.type(0), out=out)
         return
-    fx, fo, zeros = x.reshape(-1), out.reshape(-1), _zeros(x.dtype)
+    fx = x.reshape(-1)
+    relu_flat(fx, fx if out is x else out.reshape(-1))
+
+
+def relu_flat(fx: np.ndarray, fo: np.ndarray) -> None:
+    """``relu_into`` for flat, contiguous float arrays of one dtype and size (unchecked)."""
+    zeros = _zeros(fx.dtype)
     n = fx.size
+    if n <= _ZERO_BLOCK:  # one block, without the loop's slicing (most of a small call)
+        np.maximum(fx, zeros[:n], out=fo)
+        return
     for lo in range(0, n, _ZERO_BLOCK):
         hi = min(n, lo + _ZERO_BLOCK)
         np.maximum(fx[lo:hi], zeros[:hi - lo], out=fo[lo:hi])

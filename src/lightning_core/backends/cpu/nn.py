@@ -160,15 +160,11 @@ def _activate(out: np.ndarray, activation: str | None) -> None:
         _gelu_erf(out, out)
 
 
-def _relu(x: np.ndarray, out: np.ndarray) -> None:
-    relu_into(x, out)
-
-
 @register("cpu", "relu", "numpy")
 def relu_numpy(x: np.ndarray, *, out: np.ndarray) -> None:
     """max(x, 0); NaN stays NaN. Large arrays run in chunks on the host pool."""
-    if not chunked(_relu, out, x):
-        _relu(x, out)
+    if not chunked(relu_into, out, x):
+        relu_into(x, out)
 
 
 @register("cpu", "gelu", "numpy")
