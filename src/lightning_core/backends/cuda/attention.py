@@ -7,8 +7,8 @@ limits) exactly once: ``fused_small`` as a single block holding every query row,
 ``flash_splitkv`` with query tiles and the key range split over blocks so that about one wave of
 resident blocks runs (geometry measured with ``tools/flash_sweep.py``), ``flash_tc`` the same
 grid with its products on tensor cores (float32 at float32 accuracy through split operands,
-head_dim <= 64; ``tools/probe_tc.py``, ``tools/probe_tc_causal.py``). ``auto`` (the default) takes ``rows``
-up to ``ROWS_AUTO_MAX_SEQ``, ``fused_small`` for the tiniest of the rest, ``flash_tc`` for long
+head_dim <= 64; ``tools/probe_tc.py``, ``tools/probe_tc_causal.py``). ``auto`` (the
+default) takes ``rows`` up to ``ROWS_AUTO_MAX_SEQ``, ``fused_small`` for the tiniest of the rest, ``flash_tc`` for long
 sequences it takes and ``flash_splitkv`` else; head dims beyond 256 run a composite cuBLAS +
 CuPy path. Launch plans and split-KV scratch are cached per shape and stream, so a repeated
 call costs one kernel launch. float32 and float16 inputs compute in float32, float64 inputs in
@@ -506,8 +506,8 @@ def attention_flash_splitkv(q: Any, k: Any, v: Any, *, out: Any, stream: Any, pr
 def attention_flash_tc(q: Any, k: Any, v: Any, *, out: Any, stream: Any, precision: str,
                        causal: bool, scale: float | None, post: Any) -> None:
     """The flash grid with Q K^T and P V on tensor cores at float32 accuracy (three TF32
-    products per pair of split operands); causal masks and head dims beyond 64 run
-    ``flash_splitkv``."""
+    products per pair of split operands), causal or not; float32 only, and head dims beyond 64
+    (or ``LC_ATTENTION_SPLIT_TF32=0``) run ``flash_splitkv``."""
     _run("flash_tc", q, k, v, out, stream, causal, scale, post)
 
 
