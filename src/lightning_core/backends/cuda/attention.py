@@ -8,9 +8,9 @@ limits) exactly once: ``fused_small`` as a single block holding every query row,
 resident blocks runs (geometry measured with ``tools/flash_sweep.py``), ``flash_tc`` the same
 grid with its products on tensor cores (float32 at float32 accuracy through split operands,
 head_dim <= 64; ``tools/probe_tc.py``, ``tools/probe_tc_causal.py``). ``auto`` (the
-default) takes ``rows`` up to ``ROWS_AUTO_MAX_SEQ``, ``fused_small`` for the tiniest of the rest, ``flash_tc`` for long
-sequences it takes and ``flash_splitkv`` else; head dims beyond 256 run a composite cuBLAS +
-CuPy path. Launch plans and split-KV scratch are cached per shape and stream, so a repeated
+default) takes ``rows`` up to ``ROWS_AUTO_MAX_SEQ``, ``fused_small`` for the tiniest of the
+rest, ``flash_tc`` for long sequences it takes and ``flash_splitkv`` else; head dims beyond 256
+run a composite cuBLAS + CuPy path. Launch plans and split-KV scratch are cached per shape and stream, so a repeated
 call costs one kernel launch. float32 and float16 inputs compute in float32, float64 inputs in
 float64.
 """
