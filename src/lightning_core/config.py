@@ -95,6 +95,9 @@ _KNOB_LIST = (
     Knob("LC_PIPELINE_CHUNK_BYTES", int, 1 << 20,
          "Result bytes per chunk when a one-shot elementwise call on page-locked host arrays "
          "overlaps its uploads, kernels and downloads (0: no overlap)."),
+    Knob("LC_NATIVE_LANE", _parse_bool, True,
+         "Steady-state calls take the native (C) fast lane, built on first use with the C "
+         "compiler Python was built with; 0: the Python lane only."),
     Knob("LC_TUNE_HYST_PCT", float, 3.0,
          "A new tuned winner must beat the incumbent by more than this percentage."),
 )

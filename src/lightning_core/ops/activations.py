@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgumentError
+from ..runtime import dispatch as _dispatch
 from ..runtime.arrays import as_operands, check_out
-from ..runtime.dispatch import MISS, Call, execute, lane_key, try_lane
+from ..runtime.dispatch import Call, LaneMiss, execute
 
 __all__ = [
     "relu",
@@ -56,10 +57,11 @@ def _check_approximate(op: str, approximate: Any) -> str:
 
 def _run(op: str, kernel: str, x: Any, out: Any, device: Any,
          params: dict[str, Any]) -> Any:
-    lane = lane_key(op, device, tuple(params.values()), (x,), out)
-    result = try_lane(lane, (x,), out)
-    if result is not MISS:
+    scalars = tuple(params.values())
+    result = _dispatch.lane_call(op, device, scalars, (x,), out)
+    if type(result) is not LaneMiss:
         return result
+    lane = result.key
     (ox,), dtype = as_operands(op, ("x",), (x,))
     shape = tuple(ox.array.shape)
     native_out = None

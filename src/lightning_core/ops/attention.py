@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import PolicyError, ShapeError
+from ..runtime import dispatch as _dispatch
 from ..runtime.arrays import as_operands, check_out
-from ..runtime.dispatch import MISS, Call, execute, lane_key, try_lane
+from ..runtime.dispatch import Call, LaneMiss, execute
 from ..runtime.policy import ONE_SHOT, AttentionIoPolicy, current_precision
 from ._checks import dim, flag, flat_view, need_rank, shape_text
 
@@ -67,11 +68,11 @@ def _run(op: str, q: Any, k: Any, v: Any, out: Any, causal: Any, device: Any, *,
          flat: tuple[Any, Any] | None = None, policy: AttentionIoPolicy | None = None) -> Any:
     lane = None
     if policy is None:
-        lane = lane_key(op, device, (causal, current_precision(op), *(flat or ())), (q, k, v),
-                        out)
-        result = try_lane(lane, (q, k, v), out)
-        if result is not MISS:
+        scalars = (causal, current_precision(op), *(flat or ()))
+        result = _dispatch.lane_call(op, device, scalars, (q, k, v), out)
+        if type(result) is not LaneMiss:
             return result
+        lane = result.key
     is_causal = flag(op, "causal", causal)
     post = _postprocess(op, policy) if policy is not None else None
     operands, dtype = as_operands(op, ("q", "k", "v"), (q, k, v))
@@ -149,10 +150,10 @@ def attention_packed(y: Any, seq_len: int, head_dim: int, device: str = "auto") 
     ``[seq_len, head_dim]``. Internal: on CUDA the kernel reads Q, K, V in place, so the
     packing costs no kernel and no copy."""
     op = "attention_packed"
-    lane = lane_key(op, device, (seq_len, head_dim), (y,))
-    result = try_lane(lane, (y,))
-    if result is not MISS:
+    result = _dispatch.lane_call(op, device, (seq_len, head_dim), (y,), None)
+    if type(result) is not LaneMiss:
         return result
+    lane = result.key
     seq = dim(op, "seq_len", seq_len, minimum=1)
     d = dim(op, "head_dim", head_dim, minimum=1)
     (oy,), dtype = as_operands(op, ("y",), (y,))

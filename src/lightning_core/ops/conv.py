@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import PolicyError, ShapeError
+from ..runtime import dispatch as _dispatch
 from ..runtime.arrays import as_operands, check_out
-from ..runtime.dispatch import MISS, Call, execute, lane_key, try_lane
+from ..runtime.dispatch import Call, LaneMiss, execute
 from ..runtime.policy import ONE_SHOT, Conv2dIoPolicy, current_precision
 from ._checks import dim, flag, need_rank, shape_text
 
@@ -65,11 +66,11 @@ def _run(op: str, x: Any, w: Any, bias: Any, out: Any, stride_h: Any, stride_w: 
     lane = None
     if policy is None:
         arrays = (x, w) if bias is None else (x, w, bias)
-        lane = lane_key(op, device, (stride_h, stride_w, pad_h, pad_w, relu,
-                                     current_precision(op)), arrays, out)
-        result = try_lane(lane, arrays, out)
-        if result is not MISS:
+        scalars = (stride_h, stride_w, pad_h, pad_w, relu, current_precision(op))
+        result = _dispatch.lane_call(op, device, scalars, arrays, out)
+        if type(result) is not LaneMiss:
             return result
+        lane = result.key
     apply_relu = flag(op, "apply_relu", relu)
     geometry = {"stride_h": dim(op, "stride_h", stride_h, minimum=1),
                 "stride_w": dim(op, "stride_w", stride_w, minimum=1),

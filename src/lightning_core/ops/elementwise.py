@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgumentError, PolicyError, ShapeError
+from ..runtime import dispatch as _dispatch
 from ..runtime.arrays import as_operands, check_out
-from ..runtime.dispatch import MISS, Call, execute, lane_key, try_lane
+from ..runtime.dispatch import Call, LaneMiss, execute
 from ..runtime.policy import ONE_SHOT, IoPlan, MatrixElementwiseIoPolicy, VectorAddIoPolicy
 from ._checks import dim, flat_view, shape_text
 
@@ -63,10 +64,11 @@ def _run(op: str, kind: str, a: Any, b: Any, out: Any, device: Any, *,
          flat: tuple[Any, Any] | None = None, policy: Any = None) -> Any:
     lane = None
     if policy is None:
-        lane = lane_key(op, device, (kind, *(flat or ())), (a, b), out)
-        result = try_lane(lane, (a, b), out)
-        if result is not MISS:
+        scalars = (kind, *(flat or ()))
+        result = _dispatch.lane_call(op, device, scalars, (a, b), out)
+        if type(result) is not LaneMiss:
             return result
+        lane = result.key
     plan = _plan(op, policy, VectorAddIoPolicy if flat is None else MatrixElementwiseIoPolicy)
     (oa, ob), dtype = as_operands(op, ("a", "b"), (a, b))
     if flat is not None:

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgumentError, ShapeError
+from ..runtime import dispatch as _dispatch
 from ..runtime.arrays import as_operands, check_out
-from ..runtime.dispatch import MISS, Call, execute, lane_key, try_lane
+from ..runtime.dispatch import Call, LaneMiss, execute
 from ..runtime.policy import ONE_SHOT, current_precision
 from ._checks import need_rank, shape_text
 from .activations import gelu_reference, relu_reference
@@ -51,10 +52,11 @@ def _activation(op: str, activation: Any) -> str | None:
 def _run(op: str, x: Any, w: Any, bias: Any, out: Any, activation: Any, device: Any,
          precision: str | None) -> Any:
     arrays = (x, w) if bias is None else (x, w, bias)
-    lane = lane_key(op, device, (activation, current_precision(op, precision)), arrays, out)
-    result = try_lane(lane, arrays, out)
-    if result is not MISS:
+    scalars = (activation, current_precision(op, precision))
+    result = _dispatch.lane_call(op, device, scalars, arrays, out)
+    if type(result) is not LaneMiss:
         return result
+    lane = result.key
     kind = _activation(op, activation)
     names = ("x", "w") + (("bias",) if bias is not None else ())
     values = (x, w) + ((bias,) if bias is not None else ())

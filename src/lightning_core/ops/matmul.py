@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
+from ..runtime import dispatch as _dispatch
 from ..runtime.arrays import as_operands, check_out
-from ..runtime.dispatch import MISS, Call, clear_decisions, execute, lane_key, try_lane
+from ..runtime.dispatch import Call, LaneMiss, clear_decisions, execute
 from ..runtime.policy import ONE_SHOT, MatMulIoPolicy, current_precision
 from ._checks import dim, flat_view, need_rank, shape_text
 
@@ -44,11 +45,11 @@ def _run(op: str, a: Any, b: Any, out: Any, device: Any, *,
          precision: str | None = None) -> Any:
     lane = None
     if policy is None:
-        lane = lane_key(op, device, (current_precision(op, precision), *(flat or ())), (a, b),
-                        out)
-        result = try_lane(lane, (a, b), out)
-        if result is not MISS:
+        scalars = (current_precision(op, precision), *(flat or ()))
+        result = _dispatch.lane_call(op, device, scalars, (a, b), out)
+        if type(result) is not LaneMiss:
             return result
+        lane = result.key
     (oa, ob), dtype = as_operands(op, ("a", "b"), (a, b))
     if flat is not None:
         m, k, n = (dim(op, nm, v) for nm, v in zip("mkn", flat, strict=True))

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgumentError, ShapeError
+from ..runtime import dispatch as _dispatch
 from ..runtime.arrays import as_operands, check_out
-from ..runtime.dispatch import MISS, Call, execute, lane_key, try_lane
+from ..runtime.dispatch import Call, LaneMiss, execute
 from ._checks import shape_text
 
 __all__ = ["layer_norm", "layer_norm_into", "layer_norm_reference"]
@@ -47,15 +48,12 @@ def _eps(op: str, eps: Any) -> float:
 
 def _run(op: str, x: Any, weight: Any, bias: Any, out: Any, eps: Any, device: Any) -> Any:
     values = tuple(v for v in (x, weight, bias) if v is not None)
-    # Host calls take the fast lane (eps and which of weight and bias are given are part of
-    # its key). Device-resident calls take the full road until a GPU run has validated a lane
-    # for them.
-    lane = None
-    if type(x) is np.ndarray:
-        lane = lane_key(op, device, (eps, weight is None, bias is None), values, out)
-        result = try_lane(lane, values, out)
-        if result is not MISS:
-            return result
+    # eps and which of weight and bias are given are part of the lane's key.
+    scalars = (eps, weight is None, bias is None)
+    result = _dispatch.lane_call(op, device, scalars, values, out)
+    if type(result) is not LaneMiss:
+        return result
+    lane = result.key
     eps_value = _eps(op, eps)
     names = ("x",) + (("weight",) if weight is not None else ()) + (
         ("bias",) if bias is not None else ())

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
+from ..runtime import dispatch as _dispatch
 from ..runtime.arrays import as_operands, check_out, is_device_array, to_numpy
-from ..runtime.dispatch import MISS, Call, execute, lane_key, try_lane
+from ..runtime.dispatch import Call, LaneMiss, execute
 from ..runtime.policy import ONE_SHOT, IoPlan
 from ._checks import dim, shape_text
 
@@ -57,13 +58,12 @@ def _move_back(result: Any, moved_shape: tuple[int, ...], perm: tuple[int, ...],
 
 
 def _run(op: str, x: Any, out: Any, axis: Any, device: Any) -> Any:
-    # Host calls take the fast lane when their axis is last (a moved axis is a copy, which
-    # never has one): the checks cost a small call as much as the softmax. Device-resident
-    # calls take the full road until a GPU run has validated a lane for them.
-    lane = lane_key(op, device, (axis,), (x,), out) if type(x) is np.ndarray else None
-    result = try_lane(lane, (x,), out)
-    if result is not MISS:
+    # Calls take the fast lane when their axis is last (a moved axis is a copy, which never
+    # has one): the checks cost a small call as much as the softmax.
+    result = _dispatch.lane_call(op, device, (axis,), (x,), out)
+    if type(result) is not LaneMiss:
         return result
+    lane = result.key
     (ox,), dtype = as_operands(op, ("x",), (x,))
     shape = tuple(ox.array.shape)
     ax = _axis(op, axis, shape)

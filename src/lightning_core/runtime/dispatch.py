@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import config
 from ..config import generation
 from ..errors import DTypeError, NotSupportedError
 from ..trace.events import TraceEvent
@@ -27,7 +28,7 @@ from .device import Route, resolve
 from .policy import ONE_SHOT, IoPlan
 
 __all__ = ["Call", "execute", "host_pinned_flags", "choose_impl", "set_selector", "set_crossover",
-           "clear_decisions", "lane_key", "try_lane", "Lane", "MISS"]
+           "clear_decisions", "lane_key", "try_lane", "lane_call", "LaneMiss", "Lane", "MISS"]
 
 
 @dataclass(slots=True)
@@ -80,10 +81,12 @@ _seen_generation = [generation()]
 
 def _check_generation() -> None:
     """Drop cached decisions when knob values may have changed (config reload or override)."""
+    global lane_call
     current = generation()
     if current != _seen_generation[0]:
         _seen_generation[0] = current
         clear_decisions()
+        lane_call = _choose_lane_call  # LC_NATIVE_LANE may have changed
 
 
 def clear_decisions() -> None:
@@ -340,6 +343,57 @@ def try_lane(key: tuple[Any, ...] | None, arrays: tuple[Any, ...], out: Any = No
         return _run_traced(lane, arrays, out)
     result = lane.run(arrays, out)
     return MISS if result is None else result
+
+
+class LaneMiss:
+    """``lane_call``'s answer when the call must take the full road: ``key`` is its lane key
+    (None when it cannot have a lane), for ``execute(..., lane=key)``."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: tuple[Any, ...] | None) -> None:
+        self.key = key
+
+
+def _lane_call_py(op: str, device: object, scalars: tuple[Any, ...], arrays: tuple[Any, ...],
+                  out: Any) -> Any:
+    """``lane_call`` in Python: ``try_lane(lane_key(...))``."""
+    key = lane_key(op, device, scalars, arrays, out)
+    result = try_lane(key, arrays, out)
+    return LaneMiss(key) if result is MISS else result
+
+
+def _native_table() -> Any:
+    """The native lane's ``Table`` over this module's lanes, or None (off or not built)."""
+    if not config.get("LC_NATIVE_LANE"):
+        return None
+    from .. import native  # noqa: PLC0415 - builds the module on first use
+
+    module = native.load()
+    if module is None:
+        return None
+    return module.Table(lanes=_lanes, fast_types=_FAST_TYPES, trace=TRACE,
+                        generation=config._generation, seen=_seen_generation,
+                        check_generation=_check_generation, fallback=_lane_call_py, miss=LaneMiss,
+                        pinned_flags=pinned_flags, pinned_min=PINNED_MIN_BYTES,
+                        host_type=np.ndarray)
+
+
+def _choose_lane_call(op: str, device: object, scalars: tuple[Any, ...],
+                      arrays: tuple[Any, ...], out: Any) -> Any:
+    """``lane_call``'s first call (and the first after a knob change): the native table when
+    it loads, else the Python lane."""
+    global lane_call
+    table = _native_table()
+    lane_call = _lane_call_py if table is None else table
+    return lane_call(op, device, scalars, arrays, out)
+
+
+# ``lane_call(op, device, scalars, arrays, out)``: the call's lane result, or a ``LaneMiss``
+# (the caller then takes the full road with the miss's key). The native
+# ``Table`` builds the same key and runs the same lane as ``_lane_call_py``, in C; ops call it
+# as ``dispatch.lane_call`` so the choice made here is seen everywhere.
+lane_call: Callable[..., Any] = _choose_lane_call
 
 
 def _keep_lane(key: tuple[Any, ...], call: Call, backend: Backend, impl: Impl, why: str,

@@ -79,6 +79,7 @@ def test_direct_launch_fills_the_block_and_calls_the_driver(monkeypatch):
         ptr = 77
 
     monkeypatch.setattr(launch_mod, "_LAUNCH", fake_driver)
+    monkeypatch.setattr(launch_mod, "_NATIVE", None)  # the Python launch (the C one is real)
     call = KernelCall(Kernel, (3,), (64, 2), 8, 2, (np.int32(5),))
     call.launch_raw(9, 1000, 2000)
     call(type("Stream", (), {"ptr": 10})(), _FakeArray(3000), NULL)

@@ -252,6 +252,18 @@ class CudaBackend(Backend):
         recycler = Recycler(self._empty, made_shape, dtype, oom=oom)
         take = recycler.take
 
+        def out_of_memory(exc: BaseException) -> None:
+            raise DeviceOutOfMemoryError(f"[{op}] the device ran out of memory running "
+                                         f"{impl.name}: {exc}") from None
+
+        pair = getattr(launch, "native_pair", None) if flat else None
+        if pair is not None:  # the same run as below, in C (no reshapes: flat launchers)
+            from ...native import load  # noqa: PLC0415 - loaded: the pair exists
+
+            return load().FlatRun(vec=pair[0], one=pair[1], current=current, take=take,
+                                  size=size, out_bytes=out_bytes, in_bytes=tuple(in_bytes),
+                                  oom=oom, on_oom=out_of_memory, recycler=recycler)
+
         def run(arrays: tuple[Any, ...], out: Any) -> Any:
             if out is not None:
                 lo = out.data.ptr
@@ -273,8 +285,7 @@ class CudaBackend(Backend):
                 if size:
                     launch(arrays, out.reshape(shape) if out_reshape else out, current())
             except oom as exc:
-                raise DeviceOutOfMemoryError(f"[{op}] the device ran out of memory running "
-                                             f"{impl.name}: {exc}") from None
+                out_of_memory(exc)
             return out
 
         run.recycler = recycler  # type: ignore[attr-defined] - for tests and probes

@@ -14,7 +14,7 @@ import numpy as np
 
 from ...runtime.backend import register
 from .compile import get_function, grid_for
-from .launch import KernelCall
+from .launch import KernelCall, native_launch
 
 __all__ = ["bias_activation", "CTYPES"]
 
@@ -80,16 +80,17 @@ def _prepared(kernel: str, dtype: np.dtype, shape: tuple[int, ...], pointers: in
     one = _plan(kernel, dtype, n, False, pointers).launch_raw
 
     if pointers == 3:
-        def launch3(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
+        def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
             a, b = ins
             pa, pb, pc = a.data.ptr, b.data.ptr, out.data.ptr
             (one if (pa | pb | pc) & 15 else vec)(stream.ptr, pa, pb, pc)
-        return launch3
-
-    def launch2(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
-        px, pc = ins[0].data.ptr, out.data.ptr
-        (one if (px | pc) & 15 else vec)(stream.ptr, px, pc)
-    return launch2
+    else:
+        def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
+            px, pc = ins[0].data.ptr, out.data.ptr
+            (one if (px | pc) & 15 else vec)(stream.ptr, px, pc)
+    # Both launches native: the backend may run the whole lane call in C (``FlatRun``).
+    launch.native_pair = (vec, one) if native_launch() else None  # type: ignore[attr-defined]
+    return launch
 
 
 def _prepare_binary(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype, precision: str,

@@ -9,6 +9,10 @@ the driver through CuPy's binding. Graph capture sees an ordinary launch on the 
 The block is shared by all calls of one launcher; a lock keeps two threads from writing it
 while the driver reads it (the binding releases the GIL), and a caller that finds it taken
 launches from a private copy. Without the binding, calls go through ``RawKernel``.
+
+When the native lane is built (``lightning_core.native``), ``launch_raw`` and ``launch`` are
+its ``Launch`` object instead: the same launch from C, with the parameter block on the C
+stack of each call (no lock, no ctypes, no binding in between).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KernelCall", "NULL", "direct_available", "function_ptr"]
+__all__ = ["KernelCall", "NULL", "direct_available", "function_ptr", "native_launch"]
 
 _SCALAR_TYPES = (np.int32, np.int64, np.uint64, np.float32, np.float64)
 
@@ -36,6 +40,7 @@ NULL = _Null()
 
 _UNSET = object()
 _LAUNCH: Any = _UNSET  # CuPy's cuLaunchKernel binding, looked up on first use (or None)
+_NATIVE: Any = _UNSET  # the native lane module when it loaded and found the driver (or None)
 
 
 def _driver_launch() -> Any:
@@ -49,6 +54,18 @@ def _driver_launch() -> Any:
         except Exception:  # noqa: BLE001 - no CuPy: nothing launches anyway
             _LAUNCH = None
     return _LAUNCH
+
+
+def native_launch() -> Any:
+    """The native lane's module when it is built and found ``cuLaunchKernel``, else None
+    (looked up once; ``LC_NATIVE_LANE=0`` at that point keeps the Python launch)."""
+    global _NATIVE
+    if _NATIVE is _UNSET:
+        from ... import native  # noqa: PLC0415
+
+        module = native.load()
+        _NATIVE = module if module is not None and module.driver() else None
+    return _NATIVE
 
 
 def direct_available() -> bool:
@@ -99,7 +116,12 @@ class KernelCall:
         self._params = np.array([base + 8 * i for i in range(len(store))], np.uint64)
         self._lock = threading.Lock()
         self._fn = function_ptr(kernel) if _driver_launch() is not None else None
-        if self._fn is not None:
+        native = native_launch() if self._fn is not None else None
+        if native is not None:
+            self.launch_raw = native.Launch(self._fn, self.grid, self.block, self.smem, n_ptrs,
+                                            store.tobytes())
+            self.launch = self.launch_raw.arrays
+        elif self._fn is not None:
             self.launch_raw = self._direct()
             self.launch = self._by_array
         else:  # no driver binding: CuPy's own launch

@@ -1,0 +1,639 @@
+/* The native fast lane: the steady-state path of a laned call with no Python frames.
+ *
+ * Three objects, each replacing a Python hot path with the same behaviour:
+ *   Launch   a prepared kernel launch (KernelCall.launch_raw / launch): the parameter block
+ *            lives on the C stack of each call, so threads need no lock, and cuLaunchKernel
+ *            (looked up with dlsym in the libcuda.so.1 CuPy loaded) runs with the GIL released.
+ *   FlatRun  the lane's run(arrays, out) for flat elementwise launchers: pointers, the overlap
+ *            test against out, the current stream, a result from the lane's recycler, the
+ *            alignment choice between the 16-byte and the scalar launch.
+ *   Table    lane_key + try_lane in one call: builds the lane key exactly as
+ *            runtime.dispatch.lane_key does for device arrays of the fast types and for NumPy
+ *            arrays, looks it up and runs the lane, or answers miss(key); anything else goes
+ *            to the Python fallback.
+ * Only public Python attributes are read (data.ptr, shape, dtype, _c_contiguous,
+ * data.device_id, flags); no CuPy or CUDA header is needed to build it.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <dlfcn.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef int (*cu_launch_t)(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                           unsigned by, unsigned bz, unsigned smem, void *stream,
+                           void **params, void **extra);
+typedef int (*cu_name_t)(int code, const char **name);
+
+static cu_launch_t cu_launch = NULL;
+static cu_name_t cu_error_name = NULL;
+static PyObject *LaunchError = NULL;
+static PyObject *s_data, *s_ptr, *s_shape, *s_dtype, *s_c_contig, *s_device_id, *s_enabled,
+    *s_run, *s_flags, *s_c_contiguous, *s_writeable, *s_nbytes;
+
+#define MAX_SLOTS 32
+
+static int raise_launch(int code) {
+    const char *name = NULL;
+    if (cu_error_name == NULL || cu_error_name(code, &name) != 0 || name == NULL)
+        name = "CUDA_ERROR_UNKNOWN";
+    PyErr_Format(LaunchError, "cuLaunchKernel failed: %s (%d)", name, code);
+    return -1;
+}
+
+/* obj.data.ptr as an unsigned 64-bit integer. */
+static int ptr_of(PyObject *obj, uint64_t *out) {
+    PyObject *data = PyObject_GetAttr(obj, s_data);
+    if (data == NULL) return -1;
+    PyObject *ptr = PyObject_GetAttr(data, s_ptr);
+    Py_DECREF(data);
+    if (ptr == NULL) return -1;
+    *out = PyLong_AsUnsignedLongLong(ptr);
+    Py_DECREF(ptr);
+    return (*out == (uint64_t)-1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static int u64_of(PyObject *obj, uint64_t *out) {
+    *out = PyLong_AsUnsignedLongLong(obj);
+    return (*out == (uint64_t)-1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- Launch */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    void *fn;
+    unsigned grid[3], block[3], smem;
+    Py_ssize_t n_ptrs, n_slots;
+    uint64_t fixed[MAX_SLOTS];
+} LaunchObject;
+
+static int do_launch(LaunchObject *self, uint64_t stream, const uint64_t *ptrs) {
+    uint64_t slots[MAX_SLOTS];
+    void *params[MAX_SLOTS];
+    Py_ssize_t i;
+    int rc;
+    if (cu_launch == NULL) {
+        PyErr_SetString(LaunchError, "cuLaunchKernel is not available (libcuda.so.1 not found)");
+        return -1;
+    }
+    memcpy(slots, self->fixed, sizeof(uint64_t) * (size_t)self->n_slots);
+    for (i = 0; i < self->n_ptrs; i++) slots[i] = ptrs[i];
+    for (i = 0; i < self->n_slots; i++) params[i] = &slots[i];
+    /* The driver copies the parameter values during the call: a stack block is enough. */
+    Py_BEGIN_ALLOW_THREADS
+    rc = cu_launch(self->fn, self->grid[0], self->grid[1], self->grid[2], self->block[0],
+                   self->block[1], self->block[2], self->smem, (void *)(uintptr_t)stream,
+                   params, NULL);
+    Py_END_ALLOW_THREADS
+    return rc ? raise_launch(rc) : 0;
+}
+
+/* launch(stream_ptr, *pointers): integers, as KernelCall.launch_raw. */
+static PyObject *launch_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                                   PyObject *kwnames) {
+    LaunchObject *self = (LaunchObject *)callable;
+    Py_ssize_t n = PyVectorcall_NARGS(nargsf), i;
+    uint64_t vals[MAX_SLOTS + 1];
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames)) {
+        PyErr_SetString(PyExc_TypeError, "Launch takes no keyword arguments");
+        return NULL;
+    }
+    if (n != 1 + self->n_ptrs) {
+        PyErr_Format(PyExc_ValueError, "Launch: expected a stream pointer and %zd pointers, got "
+                     "%zd arguments", self->n_ptrs, n);
+        return NULL;
+    }
+    for (i = 0; i < n; i++)
+        if (u64_of(args[i], &vals[i]) < 0) return NULL;
+    if (do_launch(self, vals[0], vals + 1) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* launch.arrays(stream, *arrays): reads stream.ptr and each array's data.ptr. */
+static PyObject *launch_arrays(PyObject *op, PyObject *const *args, Py_ssize_t n) {
+    LaunchObject *self = (LaunchObject *)op;
+    uint64_t stream, ptrs[MAX_SLOTS];
+    Py_ssize_t i;
+    if (n != 1 + self->n_ptrs) {
+        PyErr_Format(PyExc_ValueError, "Launch.arrays: expected a stream and %zd arrays, got "
+                     "%zd arguments", self->n_ptrs, n);
+        return NULL;
+    }
+    PyObject *sp = PyObject_GetAttr(args[0], s_ptr);
+    if (sp == NULL) return NULL;
+    int bad = u64_of(sp, &stream);
+    Py_DECREF(sp);
+    if (bad) return NULL;
+    for (i = 1; i < n; i++)
+        if (ptr_of(args[i], &ptrs[i - 1]) < 0) return NULL;
+    if (do_launch(self, stream, ptrs) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *launch_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    unsigned long long fn;
+    unsigned g[3], b[3], smem;
+    Py_ssize_t n_ptrs, nbytes;
+    const char *fixed;
+    static char *kwlist[] = {"fn", "grid", "block", "smem", "n_ptrs", "fixed", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "K(III)(III)Iny#", kwlist, &fn, &g[0], &g[1],
+                                     &g[2], &b[0], &b[1], &b[2], &smem, &n_ptrs, &fixed,
+                                     &nbytes))
+        return NULL;
+    if (nbytes % 8 || nbytes / 8 > MAX_SLOTS || n_ptrs < 0 || n_ptrs > nbytes / 8 || !fn) {
+        PyErr_Format(PyExc_ValueError, "Launch: bad parameter block (%zd bytes, %zd pointers, "
+                     "at most %d slots) or null function", nbytes, n_ptrs, MAX_SLOTS);
+        return NULL;
+    }
+    LaunchObject *self = (LaunchObject *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->vectorcall = launch_vectorcall;
+    self->fn = (void *)(uintptr_t)fn;
+    memcpy(self->grid, g, sizeof g);
+    memcpy(self->block, b, sizeof b);
+    self->smem = smem;
+    self->n_ptrs = n_ptrs;
+    self->n_slots = nbytes / 8;
+    memcpy(self->fixed, fixed, (size_t)nbytes);
+    return (PyObject *)self;
+}
+
+static PyMethodDef launch_methods[] = {
+    {"arrays", (PyCFunction)(void (*)(void))launch_arrays, METH_FASTCALL,
+     "arrays(stream, *arrays): launch on stream.ptr with each array's data.ptr"},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject LaunchType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lightning_core._lane.Launch",
+    .tp_basicsize = sizeof(LaunchObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(LaunchObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_new = launch_new,
+    .tp_methods = launch_methods,
+    .tp_doc = "Launch(fn, grid, block, smem, n_ptrs, fixed): one prepared cuLaunchKernel.",
+};
+
+/* ---------------------------------------------------------------- FlatRun */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    LaunchObject *vec, *one;
+    PyObject *current, *take, *oom, *on_oom, *recycler;
+    Py_ssize_t n_in, size;
+    uint64_t out_bytes, in_bytes[4];
+} FlatRunObject;
+
+/* An exception from take or the launch: the lane's out-of-memory error when it is one. */
+static PyObject *flat_fail(FlatRunObject *self) {
+    if (self->oom != Py_None && PyErr_ExceptionMatches(self->oom)) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        PyObject *res = PyObject_CallOneArg(self->on_oom, value ? value : Py_None);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        Py_XDECREF(res);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "FlatRun: on_oom returned without raising");
+    }
+    return NULL;
+}
+
+static int flat_launch(FlatRunObject *self, uint64_t stream, uint64_t *ptrs) {
+    uint64_t mask = 0;
+    Py_ssize_t i;
+    for (i = 0; i <= self->n_in; i++) mask |= ptrs[i];
+    return do_launch((mask & 15) ? self->one : self->vec, stream, ptrs);
+}
+
+/* run(arrays, out) -> result, out, or None when out overlaps an input (the full road). */
+static PyObject *flat_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                                 PyObject *kwnames) {
+    FlatRunObject *self = (FlatRunObject *)callable;
+    uint64_t ptrs[5], stream;
+    Py_ssize_t i;
+    if (PyVectorcall_NARGS(nargsf) != 2 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "FlatRun takes (arrays, out)");
+        return NULL;
+    }
+    PyObject *arrays = args[0], *out = args[1];
+    if (!PyTuple_Check(arrays) || PyTuple_GET_SIZE(arrays) != self->n_in) {
+        PyErr_Format(PyExc_TypeError, "FlatRun: expected a tuple of %zd arrays", self->n_in);
+        return NULL;
+    }
+    for (i = 0; i < self->n_in; i++)
+        if (ptr_of(PyTuple_GET_ITEM(arrays, i), &ptrs[i]) < 0) return NULL;
+    if (out != Py_None) {
+        uint64_t lo, hi;
+        if (ptr_of(out, &lo) < 0) return NULL;
+        hi = lo + self->out_bytes;
+        for (i = 0; i < self->n_in; i++)
+            if (ptrs[i] < hi && lo < ptrs[i] + self->in_bytes[i]) Py_RETURN_NONE;
+        ptrs[self->n_in] = lo;
+    }
+    PyObject *s = PyObject_CallNoArgs(self->current);
+    if (s == NULL) return NULL;
+    PyObject *sp = PyObject_GetAttr(s, s_ptr);
+    Py_DECREF(s);
+    if (sp == NULL) return NULL;
+    if (u64_of(sp, &stream) < 0) {
+        Py_DECREF(sp);
+        return NULL;
+    }
+    if (out != Py_None) {
+        Py_DECREF(sp);
+        if (self->size && flat_launch(self, stream, ptrs) < 0) return flat_fail(self);
+        Py_INCREF(out);
+        return out;
+    }
+    PyObject *result = PyObject_CallOneArg(self->take, sp);
+    Py_DECREF(sp);
+    if (result == NULL) return flat_fail(self);
+    if (ptr_of(result, &ptrs[self->n_in]) < 0) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    if (self->size && flat_launch(self, stream, ptrs) < 0) {
+        Py_DECREF(result);
+        return flat_fail(self);
+    }
+    return result;
+}
+
+static PyObject *flat_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    PyObject *vec, *one, *current, *take, *oom, *on_oom, *in_bytes, *recycler = Py_None;
+    Py_ssize_t size;
+    unsigned long long out_bytes;
+    static char *kwlist[] = {"vec", "one", "current", "take", "size", "out_bytes", "in_bytes",
+                             "oom", "on_oom", "recycler", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!OOnKO!OO|O", kwlist, &LaunchType, &vec,
+                                     &LaunchType, &one, &current, &take, &size, &out_bytes,
+                                     &PyTuple_Type, &in_bytes, &oom, &on_oom, &recycler))
+        return NULL;
+    Py_ssize_t n_in = PyTuple_GET_SIZE(in_bytes), i;
+    if (n_in < 1 || n_in > 4 || ((LaunchObject *)vec)->n_ptrs != n_in + 1 ||
+        ((LaunchObject *)one)->n_ptrs != n_in + 1) {
+        PyErr_SetString(PyExc_ValueError, "FlatRun: 1 to 4 inputs, launches with one more "
+                        "pointer (the output)");
+        return NULL;
+    }
+    FlatRunObject *self = (FlatRunObject *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    for (i = 0; i < n_in; i++)
+        if (u64_of(PyTuple_GET_ITEM(in_bytes, i), &self->in_bytes[i]) < 0) {
+            Py_DECREF(self);
+            return NULL;
+        }
+    self->vectorcall = flat_vectorcall;
+    Py_INCREF(vec); self->vec = (LaunchObject *)vec;
+    Py_INCREF(one); self->one = (LaunchObject *)one;
+    Py_INCREF(current); self->current = current;
+    Py_INCREF(take); self->take = take;
+    Py_INCREF(oom); self->oom = oom;
+    Py_INCREF(on_oom); self->on_oom = on_oom;
+    Py_INCREF(recycler); self->recycler = recycler;
+    self->n_in = n_in;
+    self->size = size;
+    self->out_bytes = out_bytes;
+    return (PyObject *)self;
+}
+
+static int flat_traverse(FlatRunObject *self, visitproc visit, void *arg) {
+    Py_VISIT(self->vec); Py_VISIT(self->one); Py_VISIT(self->current); Py_VISIT(self->take);
+    Py_VISIT(self->oom); Py_VISIT(self->on_oom); Py_VISIT(self->recycler);
+    return 0;
+}
+
+static int flat_clear(FlatRunObject *self) {
+    Py_CLEAR(self->vec); Py_CLEAR(self->one); Py_CLEAR(self->current); Py_CLEAR(self->take);
+    Py_CLEAR(self->oom); Py_CLEAR(self->on_oom); Py_CLEAR(self->recycler);
+    return 0;
+}
+
+static void flat_dealloc(FlatRunObject *self) {
+    PyObject_GC_UnTrack(self);
+    flat_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *flat_get_recycler(FlatRunObject *self, void *closure) {
+    Py_INCREF(self->recycler);
+    return self->recycler;
+}
+
+static PyGetSetDef flat_getset[] = {
+    {"recycler", (getter)flat_get_recycler, NULL, "the lane's result recycler", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyTypeObject FlatRunType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lightning_core._lane.FlatRun",
+    .tp_basicsize = sizeof(FlatRunObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_HAVE_GC,
+    .tp_vectorcall_offset = offsetof(FlatRunObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_new = flat_new,
+    .tp_dealloc = (destructor)flat_dealloc,
+    .tp_traverse = (traverseproc)flat_traverse,
+    .tp_clear = (inquiry)flat_clear,
+    .tp_getset = flat_getset,
+    .tp_doc = "FlatRun(...): a flat elementwise lane's run(arrays, out).",
+};
+
+/* ---------------------------------------------------------------- Table */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *lanes, *fast_types, *trace, *gen, *seen, *check_generation, *fallback, *miss,
+        *pinned_flags, *host_type;
+    Py_ssize_t pinned_min;
+} TableObject;
+
+/* Appends the five signature fields of x at key[*at]; 1 when x is not a type we key here,
+ * -1 on error. *big is set when x is a host array of at least pinned_min bytes. */
+static int put_signature(TableObject *self, PyObject *key, Py_ssize_t *at, PyObject *x,
+                         int *big) {
+    PyTypeObject *t = Py_TYPE(x);
+    PyObject *f[5] = {NULL, NULL, NULL, NULL, NULL};
+    int i;
+    if ((PyObject *)t == self->host_type) {
+        PyObject *flags = PyObject_GetAttr(x, s_flags);
+        if (flags == NULL) return -1;
+        f[3] = PyObject_GetAttr(flags, s_c_contiguous);
+        f[4] = f[3] ? PyObject_GetAttr(flags, s_writeable) : NULL;
+        Py_DECREF(flags);
+        if (f[4] == NULL) goto fail;
+        PyObject *nb = PyObject_GetAttr(x, s_nbytes);
+        if (nb == NULL) goto fail;
+        Py_ssize_t nbytes = PyLong_AsSsize_t(nb);
+        Py_DECREF(nb);
+        if (nbytes == -1 && PyErr_Occurred()) goto fail;
+        if (nbytes >= self->pinned_min) *big = 1;
+    } else {
+        int known = PySet_Contains(self->fast_types, (PyObject *)t);
+        if (known <= 0) return known < 0 ? -1 : 1;
+        f[3] = PyObject_GetAttr(x, s_c_contig);
+        if (f[3] == NULL) goto fail;
+        PyObject *data = PyObject_GetAttr(x, s_data);
+        if (data == NULL) goto fail;
+        f[4] = PyObject_GetAttr(data, s_device_id);
+        Py_DECREF(data);
+        if (f[4] == NULL) goto fail;
+    }
+    f[1] = PyObject_GetAttr(x, s_shape);
+    if (f[1] == NULL) goto fail;
+    f[2] = PyObject_GetAttr(x, s_dtype);
+    if (f[2] == NULL) goto fail;
+    Py_INCREF(t);
+    f[0] = (PyObject *)t;
+    for (i = 0; i < 5; i++) PyTuple_SET_ITEM(key, (*at)++, f[i]);
+    return 0;
+fail:
+    for (i = 0; i < 5; i++) Py_XDECREF(f[i]);
+    return -1;
+}
+
+static PyObject *table_fallback(TableObject *self, PyObject *const *args) {
+    return PyObject_Vectorcall(self->fallback, args, 5, NULL);
+}
+
+/* table(op, device, scalars, arrays, out) -> the lane's result, or miss(key) (the caller's
+ * full road installs the lane under that key; key None: the call cannot have one). */
+static PyObject *table_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                                  PyObject *kwnames) {
+    TableObject *self = (TableObject *)callable;
+    Py_ssize_t i, at;
+    if (PyVectorcall_NARGS(nargsf) != 5 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "Table takes (op, device, scalars, arrays, out)");
+        return NULL;
+    }
+    PyObject *op = args[0], *device = args[1], *scalars = args[2], *arrays = args[3],
+             *out = args[4];
+    if (!PyUnicode_CheckExact(device)) return PyObject_CallOneArg(self->miss, Py_None);
+    if (!PyTuple_CheckExact(scalars) || !PyTuple_CheckExact(arrays))
+        return table_fallback(self, args);
+    /* Knob values may have changed: the Python check drops every cached decision. */
+    PyObject *g = PyList_GET_ITEM(self->gen, 0), *s = PyList_GET_ITEM(self->seen, 0);
+    if (g != s) {
+        int differ = PyObject_RichCompareBool(g, s, Py_NE);
+        if (differ < 0) return NULL;
+        if (differ) {
+            PyObject *r = PyObject_CallNoArgs(self->check_generation);
+            if (r == NULL) return NULL;
+            Py_DECREF(r);
+        }
+    }
+    PyObject *enabled = PyObject_GetAttr(self->trace, s_enabled);
+    if (enabled == NULL) return NULL;
+    int tracing = PyObject_IsTrue(enabled);
+    Py_DECREF(enabled);
+    if (tracing) return table_fallback(self, args);  /* the Python lane records the event */
+    Py_ssize_t n_sc = PyTuple_GET_SIZE(scalars), n_arr = PyTuple_GET_SIZE(arrays);
+    int has_out = out != Py_None;
+    PyObject *key = PyTuple_New(4 + n_sc + 5 * (n_arr + has_out) + 1);
+    if (key == NULL) return NULL;
+    Py_INCREF(op); PyTuple_SET_ITEM(key, 0, op);
+    Py_INCREF(device); PyTuple_SET_ITEM(key, 1, device);
+    Py_INCREF(scalars); PyTuple_SET_ITEM(key, 2, scalars);
+    for (i = 0; i < n_sc; i++) {
+        PyObject *t = (PyObject *)Py_TYPE(PyTuple_GET_ITEM(scalars, i));
+        Py_INCREF(t);
+        PyTuple_SET_ITEM(key, 3 + i, t);
+    }
+    PyObject *flag = has_out ? Py_True : Py_False;
+    Py_INCREF(flag);
+    PyTuple_SET_ITEM(key, 3 + n_sc, flag);
+    at = 4 + n_sc;
+    int big = 0;
+    for (i = 0; i < n_arr + has_out; i++) {
+        PyObject *x = i < n_arr ? PyTuple_GET_ITEM(arrays, i) : out;
+        int r = put_signature(self, key, &at, x, &big);
+        if (r) {
+            Py_DECREF(key);  /* unset slots are NULL: tuple dealloc skips them */
+            return r < 0 ? NULL : table_fallback(self, args);
+        }
+    }
+    PyObject *pinned = Py_None;
+    Py_INCREF(Py_None);
+    if (big && PyUnicode_CompareWithASCIIString(device, "auto") == 0) {
+        PyObject *every = arrays;
+        Py_INCREF(every);
+        if (has_out) {
+            Py_DECREF(every);
+            every = PyTuple_New(n_arr + 1);
+            if (every == NULL) {
+                Py_DECREF(pinned);
+                Py_DECREF(key);
+                return NULL;
+            }
+            for (i = 0; i <= n_arr; i++) {
+                PyObject *x = i < n_arr ? PyTuple_GET_ITEM(arrays, i) : out;
+                Py_INCREF(x);
+                PyTuple_SET_ITEM(every, i, x);
+            }
+        }
+        Py_DECREF(pinned);
+        pinned = PyObject_CallOneArg(self->pinned_flags, every);
+        Py_DECREF(every);
+        if (pinned == NULL) {
+            Py_DECREF(key);
+            return NULL;
+        }
+    }
+    PyTuple_SET_ITEM(key, at, pinned);
+    PyObject *lane = PyDict_GetItemWithError(self->lanes, key), *result;
+    if (lane == NULL) {
+        if (PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
+                Py_DECREF(key);
+                return NULL;
+            }
+            PyErr_Clear();  /* unhashable arguments never have a lane */
+        }
+        result = PyObject_CallOneArg(self->miss, key);
+        Py_DECREF(key);
+        return result;
+    }
+    Py_INCREF(lane);
+    PyObject *run = PyObject_GetAttr(lane, s_run);
+    Py_DECREF(lane);
+    if (run == NULL) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    PyObject *call_args[2] = {arrays, out};
+    result = PyObject_Vectorcall(run, call_args, 2, NULL);
+    Py_DECREF(run);
+    if (result == Py_None) {  /* out overlaps an input: the full road, with the key */
+        Py_DECREF(result);
+        result = PyObject_CallOneArg(self->miss, key);
+    }
+    Py_DECREF(key);
+    return result;
+}
+
+static PyObject *table_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    PyObject *lanes, *fast_types, *trace, *gen, *seen, *check, *fallback, *miss, *pinned,
+        *host_type;
+    Py_ssize_t pinned_min;
+    static char *kwlist[] = {"lanes", "fast_types", "trace", "generation", "seen",
+                             "check_generation", "fallback", "miss", "pinned_flags",
+                             "pinned_min", "host_type", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!OO!O!OOOOnO!", kwlist, &PyDict_Type,
+                                     &lanes, &PySet_Type, &fast_types, &trace, &PyList_Type, &gen,
+                                     &PyList_Type, &seen, &check, &fallback, &miss, &pinned,
+                                     &pinned_min, &PyType_Type, &host_type))
+        return NULL;
+    if (PyList_GET_SIZE(gen) < 1 || PyList_GET_SIZE(seen) < 1) {
+        PyErr_SetString(PyExc_ValueError, "Table: generation and seen must hold one number");
+        return NULL;
+    }
+    TableObject *self = (TableObject *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->vectorcall = table_vectorcall;
+    PyObject **slots[] = {&self->lanes, &self->fast_types, &self->trace, &self->gen,
+                          &self->seen, &self->check_generation, &self->fallback, &self->miss,
+                          &self->pinned_flags, &self->host_type};
+    PyObject *values[] = {lanes, fast_types, trace, gen, seen, check, fallback, miss, pinned,
+                          host_type};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        Py_INCREF(values[i]);
+        *slots[i] = values[i];
+    }
+    self->pinned_min = pinned_min;
+    return (PyObject *)self;
+}
+
+static int table_traverse(TableObject *self, visitproc visit, void *arg) {
+    Py_VISIT(self->lanes); Py_VISIT(self->fast_types); Py_VISIT(self->trace);
+    Py_VISIT(self->gen); Py_VISIT(self->seen); Py_VISIT(self->check_generation);
+    Py_VISIT(self->fallback); Py_VISIT(self->miss); Py_VISIT(self->pinned_flags);
+    Py_VISIT(self->host_type);
+    return 0;
+}
+
+static int table_clear(TableObject *self) {
+    Py_CLEAR(self->lanes); Py_CLEAR(self->fast_types); Py_CLEAR(self->trace);
+    Py_CLEAR(self->gen); Py_CLEAR(self->seen); Py_CLEAR(self->check_generation);
+    Py_CLEAR(self->fallback); Py_CLEAR(self->miss); Py_CLEAR(self->pinned_flags);
+    Py_CLEAR(self->host_type);
+    return 0;
+}
+
+static void table_dealloc(TableObject *self) {
+    PyObject_GC_UnTrack(self);
+    table_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject TableType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lightning_core._lane.Table",
+    .tp_basicsize = sizeof(TableObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_HAVE_GC,
+    .tp_vectorcall_offset = offsetof(TableObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_new = table_new,
+    .tp_dealloc = (destructor)table_dealloc,
+    .tp_traverse = (traverseproc)table_traverse,
+    .tp_clear = (inquiry)table_clear,
+    .tp_doc = "Table(...): lane_key + try_lane in one call.",
+};
+
+/* ---------------------------------------------------------------- module */
+
+/* driver(): True when cuLaunchKernel was found in the already-loaded libcuda.so.1. */
+static PyObject *lane_driver(PyObject *module, PyObject *unused) {
+    if (cu_launch == NULL) {
+        void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+        if (lib == NULL) lib = dlopen("libcuda.so.1", RTLD_NOW);
+        if (lib != NULL) {
+            cu_error_name = (cu_name_t)dlsym(lib, "cuGetErrorName");
+            cu_launch = (cu_launch_t)dlsym(lib, "cuLaunchKernel");
+        }
+    }
+    return PyBool_FromLong(cu_launch != NULL);
+}
+
+static PyMethodDef module_methods[] = {
+    {"driver", lane_driver, METH_NOARGS,
+     "driver() -> bool: look up cuLaunchKernel in libcuda.so.1 (True when found)"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef lane_module = {PyModuleDef_HEAD_INIT, "_lane",
+                                         "Lightning Core's native fast lane.", -1,
+                                         module_methods};
+
+PyMODINIT_FUNC PyInit__lane(void) {
+    PyObject *m;
+    if (PyType_Ready(&LaunchType) < 0 || PyType_Ready(&FlatRunType) < 0 ||
+        PyType_Ready(&TableType) < 0)
+        return NULL;
+#define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
+    INTERN(s_data, "data"); INTERN(s_ptr, "ptr"); INTERN(s_shape, "shape");
+    INTERN(s_dtype, "dtype"); INTERN(s_c_contig, "_c_contiguous");
+    INTERN(s_device_id, "device_id"); INTERN(s_enabled, "enabled"); INTERN(s_run, "run");
+    INTERN(s_flags, "flags"); INTERN(s_c_contiguous, "c_contiguous");
+    INTERN(s_writeable, "writeable"); INTERN(s_nbytes, "nbytes");
+#undef INTERN
+    m = PyModule_Create(&lane_module);
+    if (m == NULL) return NULL;
+    LaunchError = PyErr_NewException("lightning_core._lane.LaunchError", PyExc_RuntimeError,
+                                     NULL);
+    if (LaunchError == NULL || PyModule_AddObjectRef(m, "LaunchError", LaunchError) < 0 ||
+        PyModule_AddObjectRef(m, "Launch", (PyObject *)&LaunchType) < 0 ||
+        PyModule_AddObjectRef(m, "FlatRun", (PyObject *)&FlatRunType) < 0 ||
+        PyModule_AddObjectRef(m, "Table", (PyObject *)&TableType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,130 @@
+"""The native lane on the GPU: C launches and C lane runs give the float64 reference's
+answers, at any alignment, into given outputs, on other streams, and fail cleanly.
+
+Each case runs with the native lane and with the Python lane (``python`` mode: the Python
+``lane_call``, ``KernelCall``'s Python launch and no ``FlatRun``), so both stay correct.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import assert_close, cuda_only, rand
+
+import lightning_core as lc
+from lightning_core import native
+from lightning_core.backends.cuda import elementwise as ew
+from lightning_core.backends.cuda import launch as launch_mod
+from lightning_core.ops.activations import gelu_reference, relu_reference
+from lightning_core.ops.norm import layer_norm_reference
+from lightning_core.ops.softmax import softmax_reference
+from lightning_core.runtime import dispatch
+
+pytestmark = [pytest.mark.cuda, cuda_only]
+
+
+@pytest.fixture
+def cp():
+    import cupy
+
+    return cupy
+
+
+@pytest.fixture(params=["native", "python"])
+def mode(request, monkeypatch):
+    dispatch.clear_decisions()
+    ew._plans.clear()
+    if request.param == "python":
+        monkeypatch.setattr(dispatch, "lane_call", dispatch._lane_call_py)
+        monkeypatch.setattr(launch_mod, "_NATIVE", None)
+    else:
+        assert native.load() is not None, native.status()
+        assert launch_mod.native_launch() is not None, "libcuda.so.1 has cuLaunchKernel"
+    yield request.param
+    dispatch.clear_decisions()
+    ew._plans.clear()
+
+
+def _lane_of(op_prefix):
+    lanes = [lane for key, lane in dispatch._lanes.items() if key[0] == op_prefix]
+    assert lanes, f"no lane for {op_prefix}"
+    return lanes[-1]
+
+
+def test_elementwise_lane_runs_in_c_at_every_alignment(cp, rng, mode):
+    n = 4099  # not a multiple of 4: the vector kernel's tail runs too
+    for offset in (0, 1, 2, 0, 3):  # views at 4-byte offsets use the scalar launch
+        a, b = rand(rng, n + 4), rand(rng, n + 4)
+        da, db = cp.asarray(a)[offset:offset + n], cp.asarray(b)[offset:offset + n]
+        got = lc.vector_add(da, db)
+        assert_close(got, a[offset:offset + n].astype(np.float64) + b[offset:offset + n])
+        out = cp.full(n, np.nan, np.float32)
+        assert lc.matrix_mul_into(da, db, out, 1, n) is out
+        assert_close(out, a[offset:offset + n].astype(np.float64) * b[offset:offset + n])
+    run = _lane_of("vector_add").run
+    is_c = type(run).__name__ == "FlatRun"
+    assert is_c == (mode == "native")
+    assert run.recycler is not None
+
+
+def test_unary_lanes_and_in_place_aliasing(cp, rng, mode):
+    for _ in range(3):
+        x = rand(rng, 7, 131)
+        assert_close(lc.relu(cp.asarray(x)), relu_reference(x))
+        assert_close(lc.gelu(cp.asarray(x), "none"), gelu_reference(x, "none"))
+        a, b = rand(rng, 999), rand(rng, 999)
+        da, db = cp.asarray(a), cp.asarray(b)
+        assert lc.matrix_sub_into(da, db, da, 27, 37) is da  # out is an input: exact
+        assert_close(da, a.astype(np.float64) - b)
+        shifted = cp.asarray(np.concatenate([a, a]))
+        with pytest.raises(lc.AliasingError):  # a partial overlap takes the full road's check
+            lc.vector_add_into(shifted[:999], db, shifted[1:1000])
+
+
+def test_results_are_recycled_only_when_dropped(cp, rng, mode):
+    a, b = cp.asarray(rand(rng, 2048)), cp.asarray(rand(rng, 2048))
+    kept = [lc.vector_add(a, b) for _ in range(4)]
+    assert len({int(k.data.ptr) for k in kept}) == 4  # held results are never handed out again
+    for k in kept:
+        assert_close(k, cp.asnumpy(a).astype(np.float64) + cp.asnumpy(b))
+    del kept
+    first = lc.vector_add(a, b)
+    ptr = int(first.data.ptr)
+    del first
+    assert int(lc.vector_add(a, b).data.ptr) == ptr
+
+
+def test_lane_on_another_stream_is_ordered_there(cp, rng, mode):
+    a, b = rand(rng, 1 << 16), rand(rng, 1 << 16)
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        for _ in range(3):
+            da, db = cp.asarray(a), cp.asarray(b)
+            got = lc.matrix_div(da, db, 256, 256)
+        stream.synchronize()
+    assert_close(got, a.astype(np.float64) / b)
+
+
+def test_device_softmax_and_layer_norm_lanes(cp, rng, mode):
+    for _ in range(3):
+        x, w, bias = rand(rng, 6, 77), rand(rng, 77), rand(rng, 77)
+        assert_close(lc.softmax(cp.asarray(x), -1), softmax_reference(x, -1))
+        got = lc.layer_norm(cp.asarray(x), cp.asarray(w), cp.asarray(bias), 1e-5)
+        assert_close(got, layer_norm_reference(x, w, bias, 1e-5), scale=4)
+        out = cp.full((6, 77), np.nan, np.float32)
+        assert lc.softmax_into(cp.asarray(x), out, -1) is out
+        assert_close(out, softmax_reference(x, -1))
+    assert any(key[0] == "softmax" for key in dispatch._lanes)
+
+
+def test_a_failed_launch_raises_and_the_process_goes_on(cp, mode):
+    if mode == "python":
+        pytest.skip("the Python launch's errors are CuPy's (tested with KernelCall)")
+    kernel = cp.RawKernel('extern "C" __global__ void k(float* x) { x[0] = 1.0f; }', "k")
+    x = cp.zeros(1, np.float32)
+    call = launch_mod.KernelCall(kernel, (1,), (4096,), 0, 1)  # more threads than a block has
+    with pytest.raises(native.load().LaunchError, match="CUDA_ERROR_INVALID_VALUE"):
+        call(cp.cuda.get_current_stream(), x)
+    good = launch_mod.KernelCall(kernel, (1,), (1,), 0, 1)
+    good(cp.cuda.get_current_stream(), x)
+    assert float(x.get()[0]) == 1.0

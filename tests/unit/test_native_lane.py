@@ -1,0 +1,268 @@
+"""The native (C) fast lane: it builds, keys calls exactly like ``lane_key``, and runs them
+like the Python lane; its launch objects refuse bad arguments before touching the driver.
+
+The GPU half (launches, ``FlatRun`` on device arrays) is in
+``tests/device/cuda/test_native_lane_cuda.py``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sysconfig
+
+import numpy as np
+import pytest
+from conftest import assert_close, rand
+
+import lightning_core as lc
+from lightning_core import config, native
+from lightning_core.runtime import dispatch
+from lightning_core.trace.recorder import TRACE
+
+
+def _has_compiler() -> bool:
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(cc) is not None
+
+
+@pytest.fixture
+def lane_mod():
+    if not _has_compiler():
+        pytest.skip("no C compiler here: the Python lane runs (status says why)")
+    module = native.load()
+    assert module is not None, native.status()
+    return module
+
+
+class _Data:
+    def __init__(self, ptr: int, device_id: int = 0) -> None:
+        self.ptr, self.device_id = ptr, device_id
+
+
+class FakeDeviceArray:
+    """The attributes the lane reads of a device array (CuPy's names)."""
+
+    def __init__(self, shape, dtype=np.float32, ptr=4096, contiguous=True, device_id=0):
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self._c_contiguous = contiguous
+        self.data = _Data(ptr, device_id)
+        self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+
+
+def _table(lane_mod, lanes, pinned_flags=lambda arrays: ("asked", len(arrays)), fallback=None):
+    calls = []
+
+    def py_fallback(op, device, scalars, arrays, out):
+        calls.append(op)
+        return dispatch._lane_call_py(op, device, scalars, arrays, out)
+
+    table = lane_mod.Table(lanes=lanes, fast_types={FakeDeviceArray}, trace=TRACE,
+                           generation=config._generation, seen=dispatch._seen_generation,
+                           check_generation=dispatch._check_generation,
+                           fallback=fallback or py_fallback, miss=dispatch.LaneMiss,
+                           pinned_flags=pinned_flags, pinned_min=dispatch.PINNED_MIN_BYTES,
+                           host_type=np.ndarray)
+    return table, calls
+
+
+class _Lane:
+    def __init__(self, answer):
+        self.answer, self.seen = answer, []
+
+    def run(self, arrays, out):
+        self.seen.append((arrays, out))
+        return self.answer
+
+
+def test_status_says_loaded_and_knob_turns_it_off(lane_mod):
+    assert native.status().startswith("loaded from ")
+    with config.override(LC_NATIVE_LANE=False):
+        assert native.load() is None
+        assert native.status() == "off (LC_NATIVE_LANE=0)"
+    assert native.load() is lane_mod
+
+
+def test_table_builds_lane_keys_exactly(lane_mod, monkeypatch):
+    """For every argument mix the C key is the Python key: a lane stored under lane_key's key
+    is found, and the miss carries an equal key."""
+    monkeypatch.setattr(dispatch, "_FAST_TYPES", {FakeDeviceArray})
+    host = np.ones((3, 4), np.float32)
+    cases = [
+        ("vector_add", "cpu", ("add",), (host, host.copy()), None),
+        ("matmul2d", "cuda", ("fp32",), (FakeDeviceArray((3, 4)), FakeDeviceArray((4, 2))),
+         FakeDeviceArray((3, 2), ptr=8192)),
+        ("relu", "auto", (), (np.ones(5, np.float64)[::2],), None),
+        ("layer_norm", "cpu", (1e-5, True, False), (host, np.ones(4, np.float32)), None),
+        ("softmax", "auto", (-1,), (np.ones((2, 2), np.float32),), np.empty((2, 2), np.float32)),
+        ("attention2d", "cuda", (False, "fp32", 3, 4),
+         (FakeDeviceArray((8, 16), contiguous=False),) * 3, None),
+    ]
+    readonly = host.copy()
+    readonly.flags.writeable = False
+    cases.append(("vector_add", "cpu", ("add",), (readonly, host), None))
+    for op, device, scalars, arrays, out in cases:
+        lanes = {}
+        table, calls = _table(lane_mod, lanes)
+        miss = table(op, device, scalars, arrays, out)
+        assert type(miss) is dispatch.LaneMiss and calls == []
+        expected = dispatch.lane_key(op, device, scalars, arrays, out)
+        assert miss.key == expected and hash(miss.key) == hash(expected)
+        lane = lanes[expected] = _Lane("done")
+        assert table(op, device, scalars, arrays, out) == "done"
+        assert lane.seen == [(arrays, out)]
+
+
+def test_table_misses_on_any_difference(lane_mod):
+    a = np.ones(6, np.float32)
+    lanes = {}
+    table, _ = _table(lane_mod, lanes)
+    lanes[dispatch.lane_key("relu", "cpu", (), (a,), None)] = _Lane("hit")
+    assert table("relu", "cpu", (), (a,), None) == "hit"
+    for op, device, scalars, arrays in (
+            ("relu", "cpu", (), (np.ones(7, np.float32),)),  # shape
+            ("relu", "cpu", (), (np.ones(6, np.float64),)),  # dtype
+            ("relu", "cpu", (), (np.ones(12, np.float32)[::2],)),  # contiguity
+            ("relu", "cuda", (), (a,)),  # device
+            ("gelu", "cpu", (), (a,)),  # op
+            ("relu", "cpu", (1,), (a,)),  # scalars
+    ):
+        assert type(table(op, device, scalars, arrays, None)) is dispatch.LaneMiss
+    assert type(table("relu", "cpu", (), (a,), a)) is dispatch.LaneMiss  # an out
+    # 3 and 3.0 hash alike: the scalar's type is part of the key
+    lanes[dispatch.lane_key("relu", "cpu", (3,), (a,), None)] = _Lane("int")
+    assert table("relu", "cpu", (3,), (a,), None) == "int"
+    assert type(table("relu", "cpu", (3.0,), (a,), None)) is dispatch.LaneMiss
+
+
+def test_table_edge_answers(lane_mod):
+    a = np.ones(4, np.float32)
+    lanes = {}
+    table, calls = _table(lane_mod, lanes)
+    miss = table("relu", 0, (), (a,), None)  # a device that is not a string: no lane at all
+    assert type(miss) is dispatch.LaneMiss and miss.key is None
+    miss = table("relu", "cpu", ([1],), (a,), None)  # unhashable scalar: a miss, not an error
+    assert type(miss) is dispatch.LaneMiss and calls == []
+    assert type(table("relu", "cpu", (), ([1.0, 2.0],), None)) is dispatch.LaneMiss
+    assert calls == ["relu"]  # a list input: the Python road decides
+    key = dispatch.lane_key("relu", "cpu", (), (a,), None)
+    lanes[key] = _Lane(None)  # the lane refuses (out overlaps): the full road, with the key
+    miss = table("relu", "cpu", (), (a,), None)
+    assert type(miss) is dispatch.LaneMiss and miss.key == key
+    with pytest.raises(TypeError):
+        table("relu", "cpu", (), (a,))
+    with pytest.raises(ZeroDivisionError):
+        lanes[key] = type("Boom", (), {"run": lambda self, arrays, out: 1 / 0})()
+        table("relu", "cpu", (), (a,), None)
+
+
+def test_table_asks_pinned_flags_only_for_big_auto_host_arrays(lane_mod):
+    big = np.ones(dispatch.PINNED_MIN_BYTES // 4, np.float32)
+    small = np.ones(8, np.float32)
+    lanes = {}
+    table, _ = _table(lane_mod, lanes)
+    assert table("vector_add", "auto", ("add",), (big, small), None).key[-1] == ("asked", 2)
+    assert table("vector_add", "auto", ("add",), (small, small), small).key[-1] is None
+    assert table("vector_add", "cpu", ("add",), (big, big), None).key[-1] is None
+    key = table("vector_add", "auto", ("add",), (small, small), big).key
+    assert key[-1] == ("asked", 3)  # out counts, as in lane_key
+
+
+def test_table_defers_to_python_while_tracing_and_sees_knob_changes(lane_mod):
+    a = np.ones(4, np.float32)
+    lanes = {}
+    table, calls = _table(lane_mod, lanes)
+    lc.runtime_trace_enable(True)
+    try:
+        table("relu", "cpu", (), (a,), None)
+    finally:
+        lc.runtime_trace_enable(False)
+    assert calls == ["relu"]
+    table, _ = _table(lane_mod, dispatch._lanes)  # the module's own lanes this time
+    dispatch.clear_decisions()
+    dispatch._lanes[dispatch.lane_key("relu", "cpu", (), (a,), None)] = _Lane("hit")
+    assert table("relu", "cpu", (), (a,), None) == "hit"
+    config.reload()  # the generation moves: cached decisions and lanes go
+    assert type(table("relu", "cpu", (), (a,), None)) is dispatch.LaneMiss
+    assert dispatch._lanes == {}
+
+
+def test_ops_run_on_the_native_table_and_match_the_python_lane(lane_mod, rng, monkeypatch):
+    dispatch.clear_decisions()
+    a, b = rand(rng, 5, 7), rand(rng, 7, 3)
+    x = rand(rng, 4, 33)
+    for _ in range(3):
+        got = lc.matmul2d(a, b, "cpu")
+        sm = lc.softmax(x, -1, "cpu")
+        ln = lc.layer_norm(x, None, None, 1e-5, "cpu")
+    assert type(dispatch.lane_call) is lane_mod.Table
+    monkeypatch.setattr(dispatch, "lane_call", dispatch._lane_call_py)
+    assert_close(got, lc.matmul2d(a, b, "cpu"))
+    assert_close(sm, lc.softmax(x, -1, "cpu"))
+    assert_close(ln, lc.layer_norm(x, None, None, 1e-5, "cpu"))
+
+
+def test_launch_objects_refuse_bad_arguments(lane_mod):
+    fixed = np.zeros(4, np.uint64).tobytes()
+    with pytest.raises(ValueError, match="parameter block"):
+        lane_mod.Launch(1, (1, 1, 1), (32, 1, 1), 0, 5, fixed)  # more pointers than slots
+    with pytest.raises(ValueError, match="parameter block"):
+        lane_mod.Launch(1, (1, 1, 1), (32, 1, 1), 0, 1, b"123")  # not 8-byte slots
+    with pytest.raises(ValueError, match="null function"):
+        lane_mod.Launch(0, (1, 1, 1), (32, 1, 1), 0, 1, fixed)
+    launch = lane_mod.Launch(1, (1, 1, 1), (32, 1, 1), 0, 2, fixed)
+    with pytest.raises(ValueError, match="2 pointers"):
+        launch(0, 1)
+    with pytest.raises(OverflowError):
+        launch(0, -1, 2)
+    with pytest.raises(TypeError):
+        launch(0, 1.5, 2)
+    with pytest.raises(ValueError, match="2 arrays"):
+        launch.arrays(type("S", (), {"ptr": 0})(), FakeDeviceArray((2,)))
+    with pytest.raises(ValueError, match="1 to 4 inputs"):
+        lane_mod.FlatRun(vec=launch, one=launch, current=None, take=None, size=1, out_bytes=4,
+                         in_bytes=(4, 4, 4), oom=(), on_oom=None)
+
+
+def test_flat_run_overlap_and_out_of_memory_before_any_launch(lane_mod):
+    """An out overlapping an input answers None (the full road); an out-of-memory error from
+    the recycler becomes the lane's error; both before the driver is called."""
+    fixed = np.zeros(3, np.uint64).tobytes()
+    launch = lane_mod.Launch(1, (1, 1, 1), (32, 1, 1), 0, 3, fixed)
+
+    class Oom(Exception):
+        pass
+
+    def take(stream_ptr):
+        assert stream_ptr == 77
+        raise Oom("no room")
+
+    def on_oom(exc):
+        raise lc.DeviceOutOfMemoryError(f"[vector_add] {exc}")
+
+    stream = type("S", (), {"ptr": 77})()
+    run = lane_mod.FlatRun(vec=launch, one=launch, current=lambda: stream, take=take, size=16,
+                           out_bytes=64, in_bytes=(64, 64), oom=Oom, on_oom=on_oom,
+                           recycler="kept")
+    a, b = FakeDeviceArray((16,), ptr=4096), FakeDeviceArray((16,), ptr=8192)
+    assert run((a, b), FakeDeviceArray((16,), ptr=4096 + 60)) is None
+    assert run((a, b), FakeDeviceArray((16,), ptr=8192 - 60)) is None
+    with pytest.raises(lc.DeviceOutOfMemoryError, match="no room"):
+        run((a, b), None)
+    assert run.recycler == "kept"
+    with pytest.raises(TypeError, match="tuple of 2"):
+        run((a,), None)
+    if not lane_mod.driver():  # no libcuda here: the launch itself is refused, clearly
+        with pytest.raises(lane_mod.LaunchError, match="not available"):
+            run((a, b), FakeDeviceArray((16,), ptr=16384))
+
+
+def test_build_failure_is_reported_not_raised(monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    monkeypatch.setattr(config, "cache_dir", lambda: str(tmp_path))
+    native.reset()
+    try:
+        assert native.load() is None
+        assert native.status().startswith("unavailable: ")
+    finally:
+        monkeypatch.delenv("CC")
+        native.reset()
