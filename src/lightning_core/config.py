@@ -136,8 +136,10 @@ def _read_env(knob: Knob) -> Any:
 
 def get(name: str, *, fresh: bool = False) -> Any:
     """Return the value of a knob (override > environment > default)."""
-    name = _canonical(name)
     scoped = _overrides.get()
+    if not scoped and not fresh and name in _cache:  # the hot path: a canonical name, no
+        return _cache[name]  # override in this context (aliases are never cache keys)
+    name = _canonical(name)
     if scoped and name in scoped:
         return scoped[name]
     if fresh or name not in _cache:

@@ -61,8 +61,14 @@ def _table(lane_mod, lanes, pinned_flags=lambda arrays: ("asked", len(arrays)), 
                            check_generation=dispatch._check_generation,
                            fallback=fallback or py_fallback, miss=dispatch.LaneMiss,
                            pinned_flags=pinned_flags, pinned_min=dispatch.PINNED_MIN_BYTES,
-                           host_type=np.ndarray)
+                           host_type=np.ndarray, epoch=dispatch._lane_epoch)
     return table, calls
+
+
+def _store(lanes, key, lane):
+    """Store a lane as ``_keep_lane`` does: the epoch moves, so the table's cache drops."""
+    lanes[key] = lane
+    dispatch._lane_epoch[0] += 1
 
 
 class _Lane:
@@ -107,7 +113,8 @@ def test_table_builds_lane_keys_exactly(lane_mod, monkeypatch):
         assert type(miss) is dispatch.LaneMiss and calls == []
         expected = dispatch.lane_key(op, device, scalars, arrays, out)
         assert miss.key == expected and hash(miss.key) == hash(expected)
-        lane = lanes[expected] = _Lane("done")
+        lane = _Lane("done")
+        _store(lanes, expected, lane)
         assert table(op, device, scalars, arrays, out) == "done"
         assert lane.seen == [(arrays, out)]
 
@@ -116,7 +123,7 @@ def test_table_misses_on_any_difference(lane_mod):
     a = np.ones(6, np.float32)
     lanes = {}
     table, _ = _table(lane_mod, lanes)
-    lanes[dispatch.lane_key("relu", "cpu", (), (a,), None)] = _Lane("hit")
+    _store(lanes, dispatch.lane_key("relu", "cpu", (), (a,), None), _Lane("hit"))
     assert table("relu", "cpu", (), (a,), None) == "hit"
     for op, device, scalars, arrays in (
             ("relu", "cpu", (), (np.ones(7, np.float32),)),  # shape
@@ -129,7 +136,7 @@ def test_table_misses_on_any_difference(lane_mod):
         assert type(table(op, device, scalars, arrays, None)) is dispatch.LaneMiss
     assert type(table("relu", "cpu", (), (a,), a)) is dispatch.LaneMiss  # an out
     # 3 and 3.0 hash alike: the scalar's type is part of the key
-    lanes[dispatch.lane_key("relu", "cpu", (3,), (a,), None)] = _Lane("int")
+    _store(lanes, dispatch.lane_key("relu", "cpu", (3,), (a,), None), _Lane("int"))
     assert table("relu", "cpu", (3,), (a,), None) == "int"
     assert type(table("relu", "cpu", (3.0,), (a,), None)) is dispatch.LaneMiss
 
@@ -145,14 +152,37 @@ def test_table_edge_answers(lane_mod):
     assert type(table("relu", "cpu", (), ([1.0, 2.0],), None)) is dispatch.LaneMiss
     assert calls == ["relu"]  # a list input: the Python road decides
     key = dispatch.lane_key("relu", "cpu", (), (a,), None)
-    lanes[key] = _Lane(None)  # the lane refuses (out overlaps): the full road, with the key
+    _store(lanes, key, _Lane(None))  # the lane refuses (out overlaps): the full road, with the key
     miss = table("relu", "cpu", (), (a,), None)
     assert type(miss) is dispatch.LaneMiss and miss.key == key
     with pytest.raises(TypeError):
         table("relu", "cpu", (), (a,))
     with pytest.raises(ZeroDivisionError):
-        lanes[key] = type("Boom", (), {"run": lambda self, arrays, out: 1 / 0})()
+        _store(lanes, key, type("Boom", (), {"run": lambda self, arrays, out: 1 / 0})())
         table("relu", "cpu", (), (a,), None)
+
+
+def test_table_remembers_recent_hits_until_the_epoch_moves(lane_mod):
+    a = np.ones(4, np.float32)
+    lanes = {}
+    table, _ = _table(lane_mod, lanes)
+    key = dispatch.lane_key("relu", "cpu", (), (a,), None)
+    first = _Lane("first")
+    _store(lanes, key, first)
+    for _ in range(3):
+        assert table("relu", "cpu", (), (np.ones(4, np.float32),), None) == "first"
+    lanes[key] = _Lane("second")  # replaced behind the table's back: the kept run answers
+    assert table("relu", "cpu", (), (a,), None) == "first"
+    dispatch._lane_epoch[0] += 1  # what _keep_lane and clear_decisions do
+    assert table("relu", "cpu", (), (a,), None) == "second"
+    for n in range(2, 14):  # more signatures than the table keeps: all still found
+        _store(lanes, dispatch.lane_key("relu", "cpu", (), (np.ones(n),), None), _Lane(n))
+    for n in list(range(2, 14)) * 2:
+        assert table("relu", "cpu", (), (np.ones(n),), None) == n
+    nan = float("nan")  # NaN scalars never equal each other: a miss, as in the dictionary
+    _store(lanes, dispatch.lane_key("relu", "cpu", (nan,), (a,), None), _Lane("nan"))
+    assert table("relu", "cpu", (nan,), (a,), None) == "nan"  # the same object: found
+    assert type(table("relu", "cpu", (float("nan"),), (a,), None)) is dispatch.LaneMiss
 
 
 def test_table_asks_pinned_flags_only_for_big_auto_host_arrays(lane_mod):
@@ -179,7 +209,7 @@ def test_table_defers_to_python_while_tracing_and_sees_knob_changes(lane_mod):
     assert calls == ["relu"]
     table, _ = _table(lane_mod, dispatch._lanes)  # the module's own lanes this time
     dispatch.clear_decisions()
-    dispatch._lanes[dispatch.lane_key("relu", "cpu", (), (a,), None)] = _Lane("hit")
+    _store(dispatch._lanes, dispatch.lane_key("relu", "cpu", (), (a,), None), _Lane("hit"))
     assert table("relu", "cpu", (), (a,), None) == "hit"
     config.reload()  # the generation moves: cached decisions and lanes go
     assert type(table("relu", "cpu", (), (a,), None)) is dispatch.LaneMiss

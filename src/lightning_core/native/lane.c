@@ -33,6 +33,7 @@ static PyObject *s_data, *s_ptr, *s_shape, *s_dtype, *s_c_contig, *s_device_id, 
     *s_run, *s_flags, *s_c_contiguous, *s_writeable, *s_nbytes;
 
 #define MAX_SLOTS 32
+#define TABLE_CACHE 8
 
 static int raise_launch(int code) {
     const char *name = NULL;
@@ -353,9 +354,69 @@ typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     PyObject *lanes, *fast_types, *trace, *gen, *seen, *check_generation, *fallback, *miss,
-        *pinned_flags, *host_type;
+        *pinned_flags, *host_type, *epoch;
     Py_ssize_t pinned_min;
+    /* The last keys found and their lanes' runs: a repeated call compares its key with these
+     * instead of hashing it. Dropped whenever the lanes' epoch moves (a lane stored, or all
+     * of them cleared). */
+    long seen_epoch;
+    int cache_next;
+    PyObject *cache_keys[TABLE_CACHE], *cache_runs[TABLE_CACHE];
 } TableObject;
+
+static void cache_drop(TableObject *self) {
+    for (int i = 0; i < TABLE_CACHE; i++) {
+        Py_CLEAR(self->cache_keys[i]);
+        Py_CLEAR(self->cache_runs[i]);
+    }
+    self->cache_next = 0;
+}
+
+/* Key equality as the dictionary sees it for our keys: item by item, identity first. */
+static int same_key(PyObject *a, PyObject *b) {
+    Py_ssize_t n = PyTuple_GET_SIZE(a), i;
+    if (n != PyTuple_GET_SIZE(b)) return 0;
+    for (i = 0; i < n; i++) {
+        PyObject *x = PyTuple_GET_ITEM(a, i), *y = PyTuple_GET_ITEM(b, i);
+        if (x == y) continue;
+        int r = PyObject_RichCompareBool(x, y, Py_EQ);
+        if (r <= 0) return r;
+    }
+    return 1;
+}
+
+/* The run of the lane stored under key (a new reference), NULL with no error set when there
+ * is none, NULL with an error set on failure. */
+static PyObject *find_run(TableObject *self, PyObject *key) {
+    PyObject *epoch = PyList_GET_ITEM(self->epoch, 0);
+    long now = PyLong_AsLong(epoch);
+    int i;
+    if (now == -1 && PyErr_Occurred()) return NULL;
+    if (now != self->seen_epoch) {
+        cache_drop(self);
+        self->seen_epoch = now;
+    }
+    for (i = 0; i < TABLE_CACHE; i++) {
+        if (self->cache_keys[i] == NULL) break;
+        int r = same_key(self->cache_keys[i], key);
+        if (r < 0) return NULL;
+        if (r) {
+            Py_INCREF(self->cache_runs[i]);
+            return self->cache_runs[i];
+        }
+    }
+    PyObject *lane = PyDict_GetItemWithError(self->lanes, key);
+    if (lane == NULL) return NULL;
+    Py_INCREF(lane);
+    PyObject *run = PyObject_GetAttr(lane, s_run);
+    Py_DECREF(lane);
+    if (run == NULL) return NULL;
+    i = self->cache_next;
+    self->cache_next = (i + 1) % TABLE_CACHE;
+    Py_XSETREF(self->cache_keys[i], Py_NewRef(key));
+    Py_XSETREF(self->cache_runs[i], Py_NewRef(run));
+    return run;
+}
 
 /* Appends the five signature fields of x at key[*at]; 1 when x is not a type we key here,
  * -1 on error. *big is set when x is a host array of at least pinned_min bytes. */
@@ -489,8 +550,8 @@ static PyObject *table_vectorcall(PyObject *callable, PyObject *const *args, siz
         }
     }
     PyTuple_SET_ITEM(key, at, pinned);
-    PyObject *lane = PyDict_GetItemWithError(self->lanes, key), *result;
-    if (lane == NULL) {
+    PyObject *result, *run = find_run(self, key);
+    if (run == NULL) {
         if (PyErr_Occurred()) {
             if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
                 Py_DECREF(key);
@@ -501,13 +562,6 @@ static PyObject *table_vectorcall(PyObject *callable, PyObject *const *args, siz
         result = PyObject_CallOneArg(self->miss, key);
         Py_DECREF(key);
         return result;
-    }
-    Py_INCREF(lane);
-    PyObject *run = PyObject_GetAttr(lane, s_run);
-    Py_DECREF(lane);
-    if (run == NULL) {
-        Py_DECREF(key);
-        return NULL;
     }
     PyObject *call_args[2] = {arrays, out};
     result = PyObject_Vectorcall(run, call_args, 2, NULL);
@@ -522,18 +576,20 @@ static PyObject *table_vectorcall(PyObject *callable, PyObject *const *args, siz
 
 static PyObject *table_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     PyObject *lanes, *fast_types, *trace, *gen, *seen, *check, *fallback, *miss, *pinned,
-        *host_type;
+        *host_type, *epoch;
     Py_ssize_t pinned_min;
     static char *kwlist[] = {"lanes", "fast_types", "trace", "generation", "seen",
                              "check_generation", "fallback", "miss", "pinned_flags",
-                             "pinned_min", "host_type", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!OO!O!OOOOnO!", kwlist, &PyDict_Type,
+                             "pinned_min", "host_type", "epoch", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!OO!O!OOOOnO!O!", kwlist, &PyDict_Type,
                                      &lanes, &PySet_Type, &fast_types, &trace, &PyList_Type, &gen,
                                      &PyList_Type, &seen, &check, &fallback, &miss, &pinned,
-                                     &pinned_min, &PyType_Type, &host_type))
+                                     &pinned_min, &PyType_Type, &host_type, &PyList_Type,
+                                     &epoch))
         return NULL;
-    if (PyList_GET_SIZE(gen) < 1 || PyList_GET_SIZE(seen) < 1) {
-        PyErr_SetString(PyExc_ValueError, "Table: generation and seen must hold one number");
+    if (PyList_GET_SIZE(gen) < 1 || PyList_GET_SIZE(seen) < 1 || PyList_GET_SIZE(epoch) < 1) {
+        PyErr_SetString(PyExc_ValueError, "Table: generation, seen and epoch must hold one "
+                        "number");
         return NULL;
     }
     TableObject *self = (TableObject *)type->tp_alloc(type, 0);
@@ -541,14 +597,15 @@ static PyObject *table_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     self->vectorcall = table_vectorcall;
     PyObject **slots[] = {&self->lanes, &self->fast_types, &self->trace, &self->gen,
                           &self->seen, &self->check_generation, &self->fallback, &self->miss,
-                          &self->pinned_flags, &self->host_type};
+                          &self->pinned_flags, &self->host_type, &self->epoch};
     PyObject *values[] = {lanes, fast_types, trace, gen, seen, check, fallback, miss, pinned,
-                          host_type};
+                          host_type, epoch};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
         Py_INCREF(values[i]);
         *slots[i] = values[i];
     }
     self->pinned_min = pinned_min;
+    self->seen_epoch = -1;
     return (PyObject *)self;
 }
 
@@ -556,7 +613,11 @@ static int table_traverse(TableObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->lanes); Py_VISIT(self->fast_types); Py_VISIT(self->trace);
     Py_VISIT(self->gen); Py_VISIT(self->seen); Py_VISIT(self->check_generation);
     Py_VISIT(self->fallback); Py_VISIT(self->miss); Py_VISIT(self->pinned_flags);
-    Py_VISIT(self->host_type);
+    Py_VISIT(self->host_type); Py_VISIT(self->epoch);
+    for (int i = 0; i < TABLE_CACHE; i++) {
+        Py_VISIT(self->cache_keys[i]);
+        Py_VISIT(self->cache_runs[i]);
+    }
     return 0;
 }
 
@@ -564,7 +625,8 @@ static int table_clear(TableObject *self) {
     Py_CLEAR(self->lanes); Py_CLEAR(self->fast_types); Py_CLEAR(self->trace);
     Py_CLEAR(self->gen); Py_CLEAR(self->seen); Py_CLEAR(self->check_generation);
     Py_CLEAR(self->fallback); Py_CLEAR(self->miss); Py_CLEAR(self->pinned_flags);
-    Py_CLEAR(self->host_type);
+    Py_CLEAR(self->host_type); Py_CLEAR(self->epoch);
+    cache_drop(self);
     return 0;
 }
 

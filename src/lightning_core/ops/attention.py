@@ -65,14 +65,16 @@ def _postprocess(op: str, policy: Any) -> tuple[float, float, bool] | None:
 
 
 def _run(op: str, q: Any, k: Any, v: Any, out: Any, causal: Any, device: Any, *,
-         flat: tuple[Any, Any] | None = None, policy: AttentionIoPolicy | None = None) -> Any:
-    lane = None
-    if policy is None:
+         flat: tuple[Any, Any] | None = None, policy: AttentionIoPolicy | None = None,
+         miss: LaneMiss | None = None) -> Any:
+    """One call: its lane (unless the caller tried it and passes the ``miss``: the hot public
+    functions do, one Python frame less per call), else the full road."""
+    if policy is None and miss is None:
         scalars = (causal, current_precision(op), *(flat or ()))
-        result = _dispatch.lane_call(op, device, scalars, (q, k, v), out)
-        if type(result) is not LaneMiss:
-            return result
-        lane = result.key
+        miss = _dispatch.lane_call(op, device, scalars, (q, k, v), out)
+        if type(miss) is not LaneMiss:
+            return miss
+    lane = None if miss is None else miss.key
     is_causal = flag(op, "causal", causal)
     post = _postprocess(op, policy) if policy is not None else None
     operands, dtype = as_operands(op, ("q", "k", "v"), (q, k, v))
@@ -107,7 +109,11 @@ def _run(op: str, q: Any, k: Any, v: Any, out: Any, causal: Any, device: Any, *,
 
 def attention2d(q: Any, k: Any, v: Any, causal: bool = False, device: str = "auto") -> Any:
     """Attention on ``[seq, d]`` inputs; returns ``[seq, d]``."""
-    return _run("attention2d", q, k, v, None, causal, device)
+    result = _dispatch.lane_call("attention2d", device, (causal, current_precision("attention2d")),
+                                 (q, k, v), None)
+    if type(result) is not LaneMiss:
+        return result
+    return _run("attention2d", q, k, v, None, causal, device, miss=result)
 
 
 def attention2d_into(q: Any, k: Any, v: Any, out: Any, causal: bool = False,

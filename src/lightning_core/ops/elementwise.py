@@ -61,14 +61,15 @@ def _plan(op: str, policy: Any, expected: type) -> IoPlan:
 
 
 def _run(op: str, kind: str, a: Any, b: Any, out: Any, device: Any, *,
-         flat: tuple[Any, Any] | None = None, policy: Any = None) -> Any:
-    lane = None
-    if policy is None:
-        scalars = (kind, *(flat or ()))
-        result = _dispatch.lane_call(op, device, scalars, (a, b), out)
-        if type(result) is not LaneMiss:
-            return result
-        lane = result.key
+         flat: tuple[Any, Any] | None = None, policy: Any = None,
+         miss: LaneMiss | None = None) -> Any:
+    """One call: its lane (unless the caller tried it and passes the ``miss``: the hot public
+    functions do, one Python frame less per call), else the full road."""
+    if policy is None and miss is None:
+        miss = _dispatch.lane_call(op, device, (kind, *(flat or ())), (a, b), out)
+        if type(miss) is not LaneMiss:
+            return miss
+    lane = None if miss is None else miss.key
     plan = _plan(op, policy, VectorAddIoPolicy if flat is None else MatrixElementwiseIoPolicy)
     (oa, ob), dtype = as_operands(op, ("a", "b"), (a, b))
     if flat is not None:
@@ -96,12 +97,18 @@ def _run(op: str, kind: str, a: Any, b: Any, out: Any, device: Any, *,
 
 def vector_add(a: Any, b: Any, device: str = "auto") -> Any:
     """``a + b`` for two arrays of the same shape (a list when ``a`` is a list)."""
-    return _run("vector_add", "add", a, b, None, device)
+    result = _dispatch.lane_call("vector_add", device, ("add",), (a, b), None)
+    if type(result) is not LaneMiss:
+        return result
+    return _run("vector_add", "add", a, b, None, device, miss=result)
 
 
 def vector_add_into(a: Any, b: Any, out: Any, device: str = "auto") -> Any:
     """``a + b`` written into ``out`` (may be ``a`` or ``b``); returns ``out``."""
-    return _run("vector_add_into", "add", a, b, out, device)
+    result = _dispatch.lane_call("vector_add_into", device, ("add",), (a, b), out)
+    if type(result) is not LaneMiss:
+        return result
+    return _run("vector_add_into", "add", a, b, out, device, miss=result)
 
 
 def vector_add_with_policy(a: Any, b: Any, device: str = "auto",
@@ -113,13 +120,19 @@ def vector_add_with_policy(a: Any, b: Any, device: str = "auto",
 
 def matrix_sub(a: Any, b: Any, rows: int, cols: int, device: str = "auto") -> Any:
     """``a - b`` over ``rows*cols`` values; returns a flat result."""
-    return _run("matrix_sub", "sub", a, b, None, device, flat=(rows, cols))
+    result = _dispatch.lane_call("matrix_sub", device, ("sub", rows, cols), (a, b), None)
+    if type(result) is not LaneMiss:
+        return result
+    return _run("matrix_sub", "sub", a, b, None, device, flat=(rows, cols), miss=result)
 
 
 def matrix_sub_into(a: Any, b: Any, out: Any, rows: int, cols: int,
                     device: str = "auto") -> Any:
     """``a - b`` written into ``out`` (flat or ``[rows, cols]``; may be ``a`` or ``b``)."""
-    return _run("matrix_sub_into", "sub", a, b, out, device, flat=(rows, cols))
+    result = _dispatch.lane_call("matrix_sub_into", device, ("sub", rows, cols), (a, b), out)
+    if type(result) is not LaneMiss:
+        return result
+    return _run("matrix_sub_into", "sub", a, b, out, device, flat=(rows, cols), miss=result)
 
 
 def matrix_sub_with_policy(a: Any, b: Any, rows: int, cols: int, device: str = "auto",
@@ -131,13 +144,19 @@ def matrix_sub_with_policy(a: Any, b: Any, rows: int, cols: int, device: str = "
 
 def matrix_add(a: Any, b: Any, rows: int, cols: int, device: str = "auto") -> Any:
     """``a + b`` over ``rows*cols`` values; returns a flat result."""
-    return _run("matrix_add", "add", a, b, None, device, flat=(rows, cols))
+    result = _dispatch.lane_call("matrix_add", device, ("add", rows, cols), (a, b), None)
+    if type(result) is not LaneMiss:
+        return result
+    return _run("matrix_add", "add", a, b, None, device, flat=(rows, cols), miss=result)
 
 
 def matrix_add_into(a: Any, b: Any, out: Any, rows: int, cols: int,
                     device: str = "auto") -> Any:
     """``a + b`` written into ``out`` (flat or ``[rows, cols]``; may be ``a`` or ``b``)."""
-    return _run("matrix_add_into", "add", a, b, out, device, flat=(rows, cols))
+    result = _dispatch.lane_call("matrix_add_into", device, ("add", rows, cols), (a, b), out)
+    if type(result) is not LaneMiss:
+        return result
+    return _run("matrix_add_into", "add", a, b, out, device, flat=(rows, cols), miss=result)
 
 
 def matrix_add_with_policy(a: Any, b: Any, rows: int, cols: int, device: str = "auto",
@@ -149,13 +168,19 @@ def matrix_add_with_policy(a: Any, b: Any, rows: int, cols: int, device: str = "
 
 def matrix_mul(a: Any, b: Any, rows: int, cols: int, device: str = "auto") -> Any:
     """Elementwise ``a * b`` over ``rows*cols`` values; returns a flat result."""
-    return _run("matrix_mul", "mul", a, b, None, device, flat=(rows, cols))
+    result = _dispatch.lane_call("matrix_mul", device, ("mul", rows, cols), (a, b), None)
+    if type(result) is not LaneMiss:
+        return result
+    return _run("matrix_mul", "mul", a, b, None, device, flat=(rows, cols), miss=result)
 
 
 def matrix_mul_into(a: Any, b: Any, out: Any, rows: int, cols: int,
                     device: str = "auto") -> Any:
     """Elementwise ``a * b`` written into ``out`` (flat or ``[rows, cols]``)."""
-    return _run("matrix_mul_into", "mul", a, b, out, device, flat=(rows, cols))
+    result = _dispatch.lane_call("matrix_mul_into", device, ("mul", rows, cols), (a, b), out)
+    if type(result) is not LaneMiss:
+        return result
+    return _run("matrix_mul_into", "mul", a, b, out, device, flat=(rows, cols), miss=result)
 
 
 def matrix_mul_with_policy(a: Any, b: Any, rows: int, cols: int, device: str = "auto",
@@ -167,13 +192,19 @@ def matrix_mul_with_policy(a: Any, b: Any, rows: int, cols: int, device: str = "
 
 def matrix_div(a: Any, b: Any, rows: int, cols: int, device: str = "auto") -> Any:
     """Elementwise ``a / b`` (IEEE: x/0 = inf, 0/0 = nan); returns a flat result."""
-    return _run("matrix_div", "div", a, b, None, device, flat=(rows, cols))
+    result = _dispatch.lane_call("matrix_div", device, ("div", rows, cols), (a, b), None)
+    if type(result) is not LaneMiss:
+        return result
+    return _run("matrix_div", "div", a, b, None, device, flat=(rows, cols), miss=result)
 
 
 def matrix_div_into(a: Any, b: Any, out: Any, rows: int, cols: int,
                     device: str = "auto") -> Any:
     """Elementwise ``a / b`` written into ``out`` (flat or ``[rows, cols]``)."""
-    return _run("matrix_div_into", "div", a, b, out, device, flat=(rows, cols))
+    result = _dispatch.lane_call("matrix_div_into", device, ("div", rows, cols), (a, b), out)
+    if type(result) is not LaneMiss:
+        return result
+    return _run("matrix_div_into", "div", a, b, out, device, flat=(rows, cols), miss=result)
 
 
 def matrix_div_with_policy(a: Any, b: Any, rows: int, cols: int, device: str = "auto",

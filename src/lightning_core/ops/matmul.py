@@ -42,14 +42,15 @@ def matmul_reference(a: Any, b: Any) -> np.ndarray:
 
 def _run(op: str, a: Any, b: Any, out: Any, device: Any, *,
          flat: tuple[int, int, int] | None = None, policy: MatMulIoPolicy | None = None,
-         precision: str | None = None) -> Any:
-    lane = None
-    if policy is None:
+         precision: str | None = None, miss: LaneMiss | None = None) -> Any:
+    """One call: its lane (unless the caller tried it and passes the ``miss``: the hot public
+    functions do, one Python frame less per call), else the full road."""
+    if policy is None and miss is None:
         scalars = (current_precision(op, precision), *(flat or ()))
-        result = _dispatch.lane_call(op, device, scalars, (a, b), out)
-        if type(result) is not LaneMiss:
-            return result
-        lane = result.key
+        miss = _dispatch.lane_call(op, device, scalars, (a, b), out)
+        if type(miss) is not LaneMiss:
+            return miss
+    lane = None if miss is None else miss.key
     (oa, ob), dtype = as_operands(op, ("a", "b"), (a, b))
     if flat is not None:
         m, k, n = (dim(op, nm, v) for nm, v in zip("mkn", flat, strict=True))
@@ -79,7 +80,11 @@ def _run(op: str, a: Any, b: Any, out: Any, device: Any, *,
 
 def matmul2d(a: Any, b: Any, device: str = "auto", *, precision: str | None = None) -> Any:
     """``a @ b`` for 2-D ``a [m, k]`` and ``b [k, n]``; returns ``[m, n]``."""
-    return _run("matmul2d", a, b, None, device, precision=precision)
+    result = _dispatch.lane_call("matmul2d", device, (current_precision("matmul2d", precision),),
+                                 (a, b), None)
+    if type(result) is not LaneMiss:
+        return result
+    return _run("matmul2d", a, b, None, device, precision=precision, miss=result)
 
 
 def matmul2d_into(a: Any, b: Any, out: Any, device: str = "auto", *,

@@ -93,6 +93,7 @@ def clear_decisions() -> None:
     """Forget cached routing decisions (after a tuning reset or a config change)."""
     _decisions.clear()
     _lanes.clear()
+    _lane_epoch[0] += 1
 
 
 def choose_impl(backend: Backend, call: Call) -> tuple[Impl, str]:
@@ -263,6 +264,9 @@ class Lane:
 _lanes: dict[tuple[Any, ...], Lane] = {}
 _LANE_LIMIT = 4096
 _FAST_TYPES: set[type] = set()  # native device array types with a cached ``_c_contiguous``
+# Moves whenever a lane is stored or all are cleared: the native table keeps the runs of its
+# last hits and drops them when this changes.
+_lane_epoch = [0]
 
 
 def _signature(x: Any) -> tuple[Any, ...] | None:
@@ -376,7 +380,7 @@ def _native_table() -> Any:
                         generation=config._generation, seen=_seen_generation,
                         check_generation=_check_generation, fallback=_lane_call_py, miss=LaneMiss,
                         pinned_flags=pinned_flags, pinned_min=PINNED_MIN_BYTES,
-                        host_type=np.ndarray)
+                        host_type=np.ndarray, epoch=_lane_epoch)
 
 
 def _choose_lane_call(op: str, device: object, scalars: tuple[Any, ...],
@@ -417,6 +421,7 @@ def _keep_lane(key: tuple[Any, ...], call: Call, backend: Backend, impl: Impl, w
     lane.run = prepare(impl, lane)
     if lane.run is not None:
         _lanes[key] = lane
+        _lane_epoch[0] += 1
 
 
 def _run_traced(lane: Lane, arrays: tuple[Any, ...], out: Any) -> Any:
