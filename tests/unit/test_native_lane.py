@@ -1,7 +1,7 @@
 """The native (C) fast lane: it builds, keys calls exactly like ``lane_key``, and runs them
 like the Python lane; its launch objects refuse bad arguments before touching the driver.
 
-The GPU half (launches, ``FlatRun`` on device arrays) is in
+The GPU half (launches, ``PtrRun`` on device arrays) is in
 ``tests/device/cuda/test_native_lane_cuda.py``.
 """
 
@@ -248,9 +248,16 @@ def test_launch_objects_refuse_bad_arguments(lane_mod):
         launch(0, 1.5, 2)
     with pytest.raises(ValueError, match="2 arrays"):
         launch.arrays(type("S", (), {"ptr": 0})(), FakeDeviceArray((2,)))
+    common = {"current": None, "take": None, "size": 1, "out_bytes": 4, "oom": (),
+              "on_oom": None}
+    with pytest.raises(ValueError, match="either vec and one"):  # 3 inputs: 4 pointers
+        lane_mod.PtrRun(vec=launch, one=launch, in_bytes=(4, 4, 4), **common)
     with pytest.raises(ValueError, match="1 to 4 inputs"):
-        lane_mod.FlatRun(vec=launch, one=launch, current=None, take=None, size=1, out_bytes=4,
-                         in_bytes=(4, 4, 4), oom=(), on_oom=None)
+        lane_mod.PtrRun(vec=launch, one=launch, in_bytes=(), **common)
+    with pytest.raises(ValueError, match="either vec and one"):  # both ways at once
+        lane_mod.PtrRun(vec=launch, one=launch, resolve=print, in_bytes=(4,), **common)
+    with pytest.raises(ValueError, match="fallback"):
+        lane_mod.PtrRun(resolve=print, in_bytes=(4, 4), **common)
 
 
 def test_flat_run_overlap_and_out_of_memory_before_any_launch(lane_mod):
@@ -270,9 +277,9 @@ def test_flat_run_overlap_and_out_of_memory_before_any_launch(lane_mod):
         raise lc.DeviceOutOfMemoryError(f"[vector_add] {exc}")
 
     stream = type("S", (), {"ptr": 77})()
-    run = lane_mod.FlatRun(vec=launch, one=launch, current=lambda: stream, take=take, size=16,
-                           out_bytes=64, in_bytes=(64, 64), oom=Oom, on_oom=on_oom,
-                           recycler="kept")
+    run = lane_mod.PtrRun(vec=launch, one=launch, current=lambda: stream, take=take, size=16,
+                          out_bytes=64, in_bytes=(64, 64), oom=Oom, on_oom=on_oom,
+                          recycler="kept")
     a, b = FakeDeviceArray((16,), ptr=4096), FakeDeviceArray((16,), ptr=8192)
     assert run((a, b), FakeDeviceArray((16,), ptr=4096 + 60)) is None
     assert run((a, b), FakeDeviceArray((16,), ptr=8192 - 60)) is None
@@ -284,6 +291,37 @@ def test_flat_run_overlap_and_out_of_memory_before_any_launch(lane_mod):
     if not lane_mod.driver():  # no libcuda here: the launch itself is refused, clearly
         with pytest.raises(lane_mod.LaunchError, match="not available"):
             run((a, b), FakeDeviceArray((16,), ptr=16384))
+
+
+def test_resolver_runs_once_per_alignment_and_stream_and_none_means_fallback(lane_mod):
+    """The resolve mode: the resolver is asked once per (alignment, stream); None sends every
+    such call to the fallback run (the Python road), a non-Launch answer is refused."""
+    asked, fallen = [], []
+
+    def resolve(vec, stream):
+        asked.append((vec, stream.ptr))
+        return None if stream.ptr == 5 else "not a launch"
+
+    def fallback(arrays, out):
+        fallen.append(out)
+        return "python"
+
+    streams = {p: type("S", (), {"ptr": p})() for p in (5, 6)}
+    current = [streams[5]]
+    run = lane_mod.PtrRun(resolve=resolve, vec_ok=True, fallback=fallback,
+                          current=lambda: current[0], take=lambda sp: FakeDeviceArray((4,)),
+                          size=4, out_bytes=16, in_bytes=(16,), oom=(), on_oom=None)
+    x = FakeDeviceArray((4,), ptr=1 << 20)
+    odd = FakeDeviceArray((4,), ptr=(1 << 20) + 4)
+    for _ in range(3):
+        assert run((x,), None) == "python"
+        assert run((odd,), None) == "python"
+    assert asked == [(1, 5), (0, 5)]
+    assert run((x,), FakeDeviceArray((4,), ptr=1 << 24)) == "python"
+    current[0] = streams[6]
+    with pytest.raises(TypeError, match="Launch or None"):
+        run((x,), None)
+    assert len(fallen) == 7
 
 
 def test_build_failure_is_reported_not_raised(monkeypatch, tmp_path):

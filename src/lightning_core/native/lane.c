@@ -4,9 +4,11 @@
  *   Launch   a prepared kernel launch (KernelCall.launch_raw / launch): the parameter block
  *            lives on the C stack of each call, so threads need no lock, and cuLaunchKernel
  *            (looked up with dlsym in the libcuda.so.1 CuPy loaded) runs with the GIL released.
- *   FlatRun  the lane's run(arrays, out) for flat elementwise launchers: pointers, the overlap
- *            test against out, the current stream, a result from the lane's recycler, the
- *            alignment choice between the 16-byte and the scalar launch.
+ *   PtrRun   a lane's run(arrays, out) when its kernel takes the arrays' pointers only: the
+ *            pointers, the overlap test against out, the current stream, a result from the
+ *            lane's recycler, and the launch: by alignment between a 16-byte and a scalar one
+ *            (elementwise, GEMM), or found once per (alignment, stream) by a Python resolver
+ *            (attention; None there sends the call to the lane's Python run).
  *   Table    lane_key + try_lane in one call: builds the lane key exactly as
  *            runtime.dispatch.lane_key does for device arrays of the fast types and for NumPy
  *            arrays, looks it up and runs the lane, or answers miss(key); anything else goes
@@ -179,19 +181,27 @@ static PyTypeObject LaunchType = {
     .tp_doc = "Launch(fn, grid, block, smem, n_ptrs, fixed): one prepared cuLaunchKernel.",
 };
 
-/* ---------------------------------------------------------------- FlatRun */
+/* ---------------------------------------------------------------- PtrRun */
+
+#define RESOLVED 4
 
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
-    LaunchObject *vec, *one;
-    PyObject *current, *take, *oom, *on_oom, *recycler;
+    LaunchObject *vec, *one;  /* pair mode: the 16-byte and the scalar launch (may be one) */
+    PyObject *resolve;        /* resolve mode: resolve(vec, stream) -> Launch or None */
+    PyObject *current, *take, *oom, *on_oom, *recycler, *fallback;
     Py_ssize_t n_in, size;
+    int vec_ok;
     uint64_t out_bytes, in_bytes[4];
-} FlatRunObject;
+    /* resolve mode: the launches found for (vec, stream) so far (Py_None: the fallback runs) */
+    uint64_t found_stream[RESOLVED];
+    int found_vec[RESOLVED], found_next;
+    PyObject *found[RESOLVED];
+} PtrRunObject;
 
 /* An exception from take or the launch: the lane's out-of-memory error when it is one. */
-static PyObject *flat_fail(FlatRunObject *self) {
+static PyObject *run_fail(PtrRunObject *self) {
     if (self->oom != Py_None && PyErr_ExceptionMatches(self->oom)) {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
@@ -202,31 +212,55 @@ static PyObject *flat_fail(FlatRunObject *self) {
         Py_XDECREF(tb);
         Py_XDECREF(res);
         if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_RuntimeError, "FlatRun: on_oom returned without raising");
+            PyErr_SetString(PyExc_RuntimeError, "PtrRun: on_oom returned without raising");
     }
     return NULL;
 }
 
-static int flat_launch(FlatRunObject *self, uint64_t stream, uint64_t *ptrs) {
+/* The launch for this call (borrowed), Py_None when the Python fallback must run it, NULL on
+ * error. */
+static PyObject *pick_launch(PtrRunObject *self, PyObject *stream, uint64_t stream_ptr,
+                             const uint64_t *ptrs) {
     uint64_t mask = 0;
     Py_ssize_t i;
     for (i = 0; i <= self->n_in; i++) mask |= ptrs[i];
-    return do_launch((mask & 15) ? self->one : self->vec, stream, ptrs);
+    int vec = self->vec_ok && !(mask & 15);
+    if (self->resolve == NULL) return (PyObject *)(vec ? self->vec : self->one);
+    for (i = 0; i < RESOLVED; i++)
+        if (self->found[i] != NULL && self->found_stream[i] == stream_ptr &&
+            self->found_vec[i] == vec)
+            return self->found[i];
+    PyObject *v = PyLong_FromLong(vec);
+    if (v == NULL) return NULL;
+    PyObject *got = PyObject_CallFunctionObjArgs(self->resolve, v, stream, NULL);
+    Py_DECREF(v);
+    if (got == NULL) return NULL;
+    if (got != Py_None && !PyObject_TypeCheck(got, &LaunchType)) {
+        Py_DECREF(got);
+        PyErr_SetString(PyExc_TypeError, "PtrRun: resolve must return a Launch or None");
+        return NULL;
+    }
+    i = self->found_next;
+    self->found_next = (int)((i + 1) % RESOLVED);
+    Py_XSETREF(self->found[i], got);
+    self->found_stream[i] = stream_ptr;
+    self->found_vec[i] = vec;
+    return got;
 }
 
 /* run(arrays, out) -> result, out, or None when out overlaps an input (the full road). */
-static PyObject *flat_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
-                                 PyObject *kwnames) {
-    FlatRunObject *self = (FlatRunObject *)callable;
-    uint64_t ptrs[5], stream;
+static PyObject *run_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                                PyObject *kwnames) {
+    PtrRunObject *self = (PtrRunObject *)callable;
+    uint64_t ptrs[5], stream_ptr;
     Py_ssize_t i;
     if (PyVectorcall_NARGS(nargsf) != 2 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
-        PyErr_SetString(PyExc_TypeError, "FlatRun takes (arrays, out)");
+        PyErr_SetString(PyExc_TypeError, "PtrRun takes (arrays, out)");
         return NULL;
     }
-    PyObject *arrays = args[0], *out = args[1];
+    PyObject *arrays = args[0], *out = args[1], *result = NULL;
     if (!PyTuple_Check(arrays) || PyTuple_GET_SIZE(arrays) != self->n_in) {
-        PyErr_Format(PyExc_TypeError, "FlatRun: expected a tuple of %zd arrays", self->n_in);
+        PyErr_Format(PyExc_TypeError, "PtrRun: expected a tuple of %zd arrays", self->n_in);
         return NULL;
     }
     for (i = 0; i < self->n_in; i++)
@@ -239,113 +273,145 @@ static PyObject *flat_vectorcall(PyObject *callable, PyObject *const *args, size
             if (ptrs[i] < hi && lo < ptrs[i] + self->in_bytes[i]) Py_RETURN_NONE;
         ptrs[self->n_in] = lo;
     }
-    PyObject *s = PyObject_CallNoArgs(self->current);
-    if (s == NULL) return NULL;
-    PyObject *sp = PyObject_GetAttr(s, s_ptr);
-    Py_DECREF(s);
-    if (sp == NULL) return NULL;
-    if (u64_of(sp, &stream) < 0) {
-        Py_DECREF(sp);
-        return NULL;
+    PyObject *stream = PyObject_CallNoArgs(self->current);
+    if (stream == NULL) return NULL;
+    PyObject *sp = PyObject_GetAttr(stream, s_ptr);
+    if (sp == NULL || u64_of(sp, &stream_ptr) < 0) goto done;
+    if (out == Py_None) {
+        result = PyObject_CallOneArg(self->take, sp);
+        if (result == NULL) {
+            run_fail(self);
+            goto done;
+        }
+        if (ptr_of(result, &ptrs[self->n_in]) < 0) goto fail;
+    } else {
+        result = Py_NewRef(out);
     }
-    if (out != Py_None) {
-        Py_DECREF(sp);
-        if (self->size && flat_launch(self, stream, ptrs) < 0) return flat_fail(self);
-        Py_INCREF(out);
-        return out;
+    if (self->size) {
+        PyObject *launch = pick_launch(self, stream, stream_ptr, ptrs);
+        if (launch == NULL) goto fail;
+        if (launch == Py_None) {  /* no kernel for this case: the Python road runs it */
+            Py_CLEAR(result);
+            PyObject *call_args[2] = {arrays, out};
+            result = PyObject_Vectorcall(self->fallback, call_args, 2, NULL);
+            goto done;
+        }
+        if (do_launch((LaunchObject *)launch, stream_ptr, ptrs) < 0) {
+            Py_CLEAR(result);
+            run_fail(self);
+            goto done;
+        }
     }
-    PyObject *result = PyObject_CallOneArg(self->take, sp);
-    Py_DECREF(sp);
-    if (result == NULL) return flat_fail(self);
-    if (ptr_of(result, &ptrs[self->n_in]) < 0) {
-        Py_DECREF(result);
-        return NULL;
-    }
-    if (self->size && flat_launch(self, stream, ptrs) < 0) {
-        Py_DECREF(result);
-        return flat_fail(self);
-    }
+    goto done;
+fail:
+    Py_CLEAR(result);
+done:
+    Py_XDECREF(sp);
+    Py_DECREF(stream);
     return result;
 }
 
-static PyObject *flat_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    PyObject *vec, *one, *current, *take, *oom, *on_oom, *in_bytes, *recycler = Py_None;
+static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    PyObject *vec = Py_None, *one = Py_None, *resolve = Py_None, *current, *take, *oom, *on_oom,
+             *in_bytes, *recycler = Py_None, *fallback = Py_None;
     Py_ssize_t size;
+    int vec_ok = 1;
     unsigned long long out_bytes;
-    static char *kwlist[] = {"vec", "one", "current", "take", "size", "out_bytes", "in_bytes",
-                             "oom", "on_oom", "recycler", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!OOnKO!OO|O", kwlist, &LaunchType, &vec,
-                                     &LaunchType, &one, &current, &take, &size, &out_bytes,
-                                     &PyTuple_Type, &in_bytes, &oom, &on_oom, &recycler))
+    static char *kwlist[] = {"current", "take", "size", "out_bytes", "in_bytes", "oom",
+                             "on_oom", "vec", "one", "resolve", "vec_ok", "fallback",
+                             "recycler", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOnKO!OO|$OOOpOO", kwlist, &current, &take,
+                                     &size, &out_bytes, &PyTuple_Type, &in_bytes, &oom, &on_oom,
+                                     &vec, &one, &resolve, &vec_ok, &fallback, &recycler))
         return NULL;
     Py_ssize_t n_in = PyTuple_GET_SIZE(in_bytes), i;
-    if (n_in < 1 || n_in > 4 || ((LaunchObject *)vec)->n_ptrs != n_in + 1 ||
-        ((LaunchObject *)one)->n_ptrs != n_in + 1) {
-        PyErr_SetString(PyExc_ValueError, "FlatRun: 1 to 4 inputs, launches with one more "
-                        "pointer (the output)");
+    int pair = vec != Py_None && one != Py_None;
+    if (n_in < 1 || n_in > 4) {
+        PyErr_SetString(PyExc_ValueError, "PtrRun: 1 to 4 inputs");
         return NULL;
     }
-    FlatRunObject *self = (FlatRunObject *)type->tp_alloc(type, 0);
+    if (pair == (resolve != Py_None) ||
+        (pair && (!PyObject_TypeCheck(vec, &LaunchType) || !PyObject_TypeCheck(one, &LaunchType)
+                  || ((LaunchObject *)vec)->n_ptrs != n_in + 1
+                  || ((LaunchObject *)one)->n_ptrs != n_in + 1))) {
+        PyErr_SetString(PyExc_ValueError, "PtrRun: either vec and one (Launch objects taking "
+                        "the inputs' and the output's pointers) or resolve");
+        return NULL;
+    }
+    if (resolve != Py_None && fallback == Py_None) {
+        PyErr_SetString(PyExc_ValueError, "PtrRun: resolve needs a fallback run");
+        return NULL;
+    }
+    PtrRunObject *self = (PtrRunObject *)type->tp_alloc(type, 0);
     if (self == NULL) return NULL;
     for (i = 0; i < n_in; i++)
         if (u64_of(PyTuple_GET_ITEM(in_bytes, i), &self->in_bytes[i]) < 0) {
             Py_DECREF(self);
             return NULL;
         }
-    self->vectorcall = flat_vectorcall;
-    Py_INCREF(vec); self->vec = (LaunchObject *)vec;
-    Py_INCREF(one); self->one = (LaunchObject *)one;
-    Py_INCREF(current); self->current = current;
-    Py_INCREF(take); self->take = take;
-    Py_INCREF(oom); self->oom = oom;
-    Py_INCREF(on_oom); self->on_oom = on_oom;
-    Py_INCREF(recycler); self->recycler = recycler;
+    self->vectorcall = run_vectorcall;
+    if (pair) {
+        self->vec = (LaunchObject *)Py_NewRef(vec);
+        self->one = (LaunchObject *)Py_NewRef(one);
+    } else {
+        self->resolve = Py_NewRef(resolve);
+    }
+    self->current = Py_NewRef(current);
+    self->take = Py_NewRef(take);
+    self->oom = Py_NewRef(oom);
+    self->on_oom = Py_NewRef(on_oom);
+    self->recycler = Py_NewRef(recycler);
+    self->fallback = Py_NewRef(fallback);
     self->n_in = n_in;
     self->size = size;
+    self->vec_ok = vec_ok;
     self->out_bytes = out_bytes;
     return (PyObject *)self;
 }
 
-static int flat_traverse(FlatRunObject *self, visitproc visit, void *arg) {
-    Py_VISIT(self->vec); Py_VISIT(self->one); Py_VISIT(self->current); Py_VISIT(self->take);
-    Py_VISIT(self->oom); Py_VISIT(self->on_oom); Py_VISIT(self->recycler);
+static int run_traverse(PtrRunObject *self, visitproc visit, void *arg) {
+    Py_VISIT(self->vec); Py_VISIT(self->one); Py_VISIT(self->resolve); Py_VISIT(self->current);
+    Py_VISIT(self->take); Py_VISIT(self->oom); Py_VISIT(self->on_oom); Py_VISIT(self->recycler);
+    Py_VISIT(self->fallback);
+    for (int i = 0; i < RESOLVED; i++) Py_VISIT(self->found[i]);
     return 0;
 }
 
-static int flat_clear(FlatRunObject *self) {
-    Py_CLEAR(self->vec); Py_CLEAR(self->one); Py_CLEAR(self->current); Py_CLEAR(self->take);
-    Py_CLEAR(self->oom); Py_CLEAR(self->on_oom); Py_CLEAR(self->recycler);
+static int run_clear(PtrRunObject *self) {
+    Py_CLEAR(self->vec); Py_CLEAR(self->one); Py_CLEAR(self->resolve); Py_CLEAR(self->current);
+    Py_CLEAR(self->take); Py_CLEAR(self->oom); Py_CLEAR(self->on_oom); Py_CLEAR(self->recycler);
+    Py_CLEAR(self->fallback);
+    for (int i = 0; i < RESOLVED; i++) Py_CLEAR(self->found[i]);
     return 0;
 }
 
-static void flat_dealloc(FlatRunObject *self) {
+static void run_dealloc(PtrRunObject *self) {
     PyObject_GC_UnTrack(self);
-    flat_clear(self);
+    run_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyObject *flat_get_recycler(FlatRunObject *self, void *closure) {
-    Py_INCREF(self->recycler);
-    return self->recycler;
+static PyObject *run_get_recycler(PtrRunObject *self, void *closure) {
+    return Py_NewRef(self->recycler);
 }
 
-static PyGetSetDef flat_getset[] = {
-    {"recycler", (getter)flat_get_recycler, NULL, "the lane's result recycler", NULL},
+static PyGetSetDef run_getset[] = {
+    {"recycler", (getter)run_get_recycler, NULL, "the lane's result recycler", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
-static PyTypeObject FlatRunType = {
+static PyTypeObject PtrRunType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "lightning_core._lane.FlatRun",
-    .tp_basicsize = sizeof(FlatRunObject),
+    .tp_name = "lightning_core._lane.PtrRun",
+    .tp_basicsize = sizeof(PtrRunObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_HAVE_GC,
-    .tp_vectorcall_offset = offsetof(FlatRunObject, vectorcall),
+    .tp_vectorcall_offset = offsetof(PtrRunObject, vectorcall),
     .tp_call = PyVectorcall_Call,
-    .tp_new = flat_new,
-    .tp_dealloc = (destructor)flat_dealloc,
-    .tp_traverse = (traverseproc)flat_traverse,
-    .tp_clear = (inquiry)flat_clear,
-    .tp_getset = flat_getset,
-    .tp_doc = "FlatRun(...): a flat elementwise lane's run(arrays, out).",
+    .tp_new = run_new,
+    .tp_dealloc = (destructor)run_dealloc,
+    .tp_traverse = (traverseproc)run_traverse,
+    .tp_clear = (inquiry)run_clear,
+    .tp_getset = run_getset,
+    .tp_doc = "PtrRun(...): a lane's run(arrays, out) when its launch takes array pointers only.",
 };
 
 /* ---------------------------------------------------------------- Table */
@@ -676,7 +742,7 @@ static struct PyModuleDef lane_module = {PyModuleDef_HEAD_INIT, "_lane",
 
 PyMODINIT_FUNC PyInit__lane(void) {
     PyObject *m;
-    if (PyType_Ready(&LaunchType) < 0 || PyType_Ready(&FlatRunType) < 0 ||
+    if (PyType_Ready(&LaunchType) < 0 || PyType_Ready(&PtrRunType) < 0 ||
         PyType_Ready(&TableType) < 0)
         return NULL;
 #define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
@@ -692,7 +758,7 @@ PyMODINIT_FUNC PyInit__lane(void) {
                                      NULL);
     if (LaunchError == NULL || PyModule_AddObjectRef(m, "LaunchError", LaunchError) < 0 ||
         PyModule_AddObjectRef(m, "Launch", (PyObject *)&LaunchType) < 0 ||
-        PyModule_AddObjectRef(m, "FlatRun", (PyObject *)&FlatRunType) < 0 ||
+        PyModule_AddObjectRef(m, "PtrRun", (PyObject *)&PtrRunType) < 0 ||
         PyModule_AddObjectRef(m, "Table", (PyObject *)&TableType) < 0) {
         Py_DECREF(m);
         return NULL;

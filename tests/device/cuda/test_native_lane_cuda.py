@@ -2,7 +2,7 @@
 answers, at any alignment, into given outputs, on other streams, and fail cleanly.
 
 Each case runs with the native lane and with the Python lane (``python`` mode: the Python
-``lane_call``, ``KernelCall``'s Python launch and no ``FlatRun``), so both stay correct.
+``lane_call``, ``KernelCall``'s Python launch and no ``PtrRun``), so both stay correct.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def test_elementwise_lane_runs_in_c_at_every_alignment(cp, rng, mode):
         assert lc.matrix_mul_into(da, db, out, 1, n) is out
         assert_close(out, a[offset:offset + n].astype(np.float64) * b[offset:offset + n])
     run = _lane_of("vector_add").run
-    is_c = type(run).__name__ == "FlatRun"
+    is_c = type(run).__name__ == "PtrRun"
     assert is_c == (mode == "native")
     assert run.recycler is not None
 
@@ -128,3 +128,24 @@ def test_a_failed_launch_raises_and_the_process_goes_on(cp, mode):
     good = launch_mod.KernelCall(kernel, (1,), (1,), 0, 1)
     good(cp.cuda.get_current_stream(), x)
     assert float(x.get()[0]) == 1.0
+
+
+def test_attention_and_gemm_lanes_run_in_c(cp, rng, mode):
+    """attention2d (every alignment; a head dim past the kernels takes the composite fallback)
+    and the tiled GEMM, repeated with fresh inputs."""
+    from lightning_core.ops.attention import attention_reference
+    from lightning_core.ops.matmul import matmul_reference
+
+    for seq, d in ((8, 16), (37, 20), (9, 300)):
+        for offset in (0, 1, 0):
+            hosts = [rand(rng, seq * d + 4) for _ in range(3)]
+            q, k, v = (cp.asarray(h)[offset:offset + seq * d].reshape(seq, d) for h in hosts)
+            ref = attention_reference(*(h[offset:offset + seq * d].reshape(seq, d)
+                                        for h in hosts), False)
+            assert_close(lc.attention2d(q, k, v, False), ref, scale=4)
+        run = _lane_of("attention2d").run
+        assert (type(run).__name__ == "PtrRun") == (mode == "native")
+    for _ in range(3):
+        a, b = rand(rng, 256, 256), rand(rng, 256, 256)
+        assert_close(lc.matmul2d(cp.asarray(a), cp.asarray(b)), matmul_reference(a, b),
+                     scale=16)

@@ -256,14 +256,6 @@ class CudaBackend(Backend):
             raise DeviceOutOfMemoryError(f"[{op}] the device ran out of memory running "
                                          f"{impl.name}: {exc}") from None
 
-        pair = getattr(launch, "native_pair", None) if flat else None
-        if pair is not None:  # the same run as below, in C (no reshapes: flat launchers)
-            from ...native import load  # noqa: PLC0415 - loaded: the pair exists
-
-            return load().FlatRun(vec=pair[0], one=pair[1], current=current, take=take,
-                                  size=size, out_bytes=out_bytes, in_bytes=tuple(in_bytes),
-                                  oom=oom, on_oom=out_of_memory, recycler=recycler)
-
         def run(arrays: tuple[Any, ...], out: Any) -> Any:
             if out is not None:
                 lo = out.data.ptr
@@ -289,6 +281,16 @@ class CudaBackend(Backend):
             return out
 
         run.recycler = recycler  # type: ignore[attr-defined] - for tests and probes
+        # A launcher whose kernel takes the arrays' pointers as they are says how the native
+        # lane launches it (``native``: its Launch objects, or a resolver); then the same run
+        # goes in C, this one its fallback (kernels the resolver has none for).
+        native = getattr(launch, "native", None)
+        if native is not None and reshapes is None and final is None and not out_reshape:
+            from ...native import load  # noqa: PLC0415 - loaded: its Launch objects exist
+
+            return load().PtrRun(current=current, take=take, size=size, out_bytes=out_bytes,
+                                 in_bytes=tuple(in_bytes), oom=oom, on_oom=out_of_memory,
+                                 fallback=run, recycler=recycler, **native)
         return run
 
     def _run_resident(self, impl: Impl, call: Any) -> tuple[Any, dict[str, Any]]:

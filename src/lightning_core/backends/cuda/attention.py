@@ -27,7 +27,7 @@ import numpy as np
 from ... import config
 from ...runtime.backend import register
 from .compile import get_function
-from .launch import KernelCall, function_ptr
+from .launch import KernelCall, function_ptr, native_launch
 from .memory import stream_scratch
 
 __all__ = ["attention_auto", "attention_fused_small", "attention_flash_splitkv",
@@ -423,6 +423,14 @@ def _prepare(requested: str) -> Any:
             else:
                 found.launch_raw(stream.ptr, pq, pk, pv, po)
 
+        def resolve(vec: int, stream: Any) -> Any:
+            """The native lane's launch for (alignment, stream); None: the composite path."""
+            found = _cached_launcher(requested, seq, d, dtype, causal, scale, post,
+                                     int(d_vec and vec), dev, stream)
+            return None if found is None else found.launch_raw
+
+        if native_launch() is not None:
+            launch.native = {"resolve": resolve, "vec_ok": d_vec}  # type: ignore[attr-defined]
         return launch
 
     return prepare

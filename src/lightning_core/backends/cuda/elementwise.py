@@ -88,8 +88,8 @@ def _prepared(kernel: str, dtype: np.dtype, shape: tuple[int, ...], pointers: in
         def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
             px, pc = ins[0].data.ptr, out.data.ptr
             (one if (px | pc) & 15 else vec)(stream.ptr, px, pc)
-    # Both launches native: the backend may run the whole lane call in C (``FlatRun``).
-    launch.native_pair = (vec, one) if native_launch() else None  # type: ignore[attr-defined]
+    # Both launches native: the backend may run the whole lane call in C (``PtrRun``).
+    launch.native = {"vec": vec, "one": one} if native_launch() else None  # type: ignore[attr-defined]
     return launch
 
 

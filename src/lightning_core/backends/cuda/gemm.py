@@ -16,7 +16,7 @@ import numpy as np
 
 from ...runtime.backend import register
 from .compile import get_function
-from .launch import KernelCall
+from .launch import KernelCall, native_launch
 
 __all__ = ["matmul_tiled", "TILED_MAX_OPS", "plan"]
 
@@ -56,6 +56,9 @@ def _prepare(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype, precision:
     def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
         raw(stream.ptr, ins[0].data.ptr, ins[1].data.ptr, out.data.ptr)
 
+    # One launch at any alignment: the native lane runs it the same way (``PtrRun``).
+    launch.native = ({"vec": raw, "one": raw, "vec_ok": False}  # type: ignore[attr-defined]
+                     if native_launch() else None)
     return launch
 
 
