@@ -1,8 +1,11 @@
 """Runs a few lc kernels once each so Nsight Compute can read their counters.
 
 ``ncu --clock-control none -k regex:NAME python3 tools/ncu_probe.py CASE ...`` with CASE one of
-``attention:SEQ`` (head_dim 64, fp32), ``gemm:N`` (N^3 fp32), ``add:N`` (vector add). Each case
-runs twice (the first call compiles and caches its launcher; skip it with ``--launch-skip``).
+``attention:SEQ`` (head_dim 64, fp32), ``gemm:N`` (N^3 fp32), ``add:N`` (vector add), or torch's
+``tadd:N`` / ``tgemm:N`` (fp32, no TF32), optionally ``CASE:REPS``. Each case runs REPS times
+(default 2; the first call compiles and caches its launcher; skip it with ``--launch-skip``),
+so with ``--cache-control none`` the later kernels read what the earlier left in L2, as in a
+loop of calls.
 Run on the GPU machine: PYTHONPATH=src python3 tools/ncu_probe.py attention:512
 """
 
@@ -17,7 +20,8 @@ import lightning_core as lc
 
 
 def _case(spec: str) -> None:
-    kind, _, size = spec.partition(":")
+    kind, _, rest = spec.partition(":")
+    size, _, reps = rest.partition(":")
     n = int(size)
     rng = np.random.default_rng(n)
 
@@ -33,11 +37,19 @@ def _case(spec: str) -> None:
     elif kind == "add":
         a, b = dev(n), dev(n)
         run = lambda: lc.vector_add(a, b)  # noqa: E731
+    elif kind in ("tadd", "tgemm"):
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        shape = (n,) if kind == "tadd" else (n, n)
+        ta, tb = (torch.from_numpy(rng.standard_normal(shape).astype(np.float32)).cuda()
+                  for _ in range(2))
+        run = (lambda: ta + tb) if kind == "tadd" else (lambda: ta @ tb)
     else:
         raise SystemExit(f"unknown case {spec!r}")
-    for _ in range(2):
+    for _ in range(int(reps or 2)):
         run()
-    cp.cuda.get_current_stream().synchronize()
+    cp.cuda.runtime.deviceSynchronize()
 
 
 if __name__ == "__main__":

@@ -221,3 +221,20 @@ def test_relu_block_path_matches_maximum_on_every_layout():
     out = np.empty(strided.shape, np.float32)
     relu_into(strided, out)
     np.testing.assert_array_equal(out, np.maximum(strided, 0))
+
+
+# Sizes around the CUDA kernels' chunks (128 threads x 2 packs of 16 bytes) and past one wave
+# of blocks (the grid-stride loop's later chunks), with a scalar tail after the packs.
+@pytest.mark.parametrize("n", [2048 - 8, 2048 + 4, 7 * 2048 + 3, 2 * 2112 * 2048 + 13])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_elementwise_chunks_tails_and_waves(device, rng, n, dtype):
+    a, b = rand(rng, n, dtype=dtype), rand(rng, n, dtype=dtype)
+    da, db = on(device, a), on(device, b)
+    assert_close(lc.vector_add(da, db, device), binary_reference(a, b, "add"), dtype)
+    assert_close(lc.relu(da, device), relu_reference(a), dtype)
+    view_a, view_b = on(device, a)[1:], on(device, b)[1:]  # 16-byte packs impossible: scalar
+    assert_close(lc.matrix_mul(view_a, view_b, 1, n - 1, device),
+                 binary_reference(a[1:], b[1:], "mul"), dtype)
+    quotient = binary_reference(a, b, "div")  # before: on the CPU, da is a itself
+    assert lc.matrix_div_into(da, db, da, 1, n, device) is da  # in place, every chunk
+    assert_close(da, quotient, dtype)

@@ -14,6 +14,12 @@
 // not __restrict__: each element is read and written by the same thread.
 #include "common.cuh"
 
+// 16-byte packs per thread per chunk of lc_binary / lc_unary (the host sizes their grids
+// with the same number: elementwise.py's _MAP_PACKS).
+#ifndef LC_MAP_PACKS
+#define LC_MAP_PACKS 2
+#endif
+
 template <int OP, typename C>
 __device__ __forceinline__ C lc_binop(C a, C b) {
     if constexpr (OP == 0) {
@@ -47,22 +53,39 @@ __device__ __forceinline__ void lc_map(const S* a, const S* b, S* out, long long
     const long long stride = (long long)gridDim.x * blockDim.x;
     long long done = 0;
     if constexpr (VEC) {
+        // Each block takes chunks of LC_MAP_PACKS * blockDim packs, each thread LC_MAP_PACKS of
+        // them a block apart (coalesced): all its loads are issued before the first store, so
+        // a thread keeps that many 16-byte reads per input in flight.
         constexpr int N = 16 / sizeof(S);
         const long long nvec = n / N;
         const Pack<S>* av = reinterpret_cast<const Pack<S>*>(a);
         const Pack<S>* bv = reinterpret_cast<const Pack<S>*>(b);
         Pack<S>* ov = reinterpret_cast<Pack<S>*>(out);
-        for (long long i = tid; i < nvec; i += stride) {
-            const Pack<S> pa = av[i];
-            Pack<S> pb;
-            if constexpr (ARITY == 2) pb = bv[i];
-            Pack<S> po;
+        const long long chunk = (long long)LC_MAP_PACKS * blockDim.x;
+        for (long long base = (long long)blockIdx.x * chunk + threadIdx.x; base < nvec;
+             base += (long long)gridDim.x * chunk) {
+            Pack<S> pa[LC_MAP_PACKS], pb[LC_MAP_PACKS];
 #pragma unroll
-            for (int j = 0; j < N; ++j) {
-                const typename Acc<S>::type x = lc_to_acc(pa.v[j]);
-                po.v[j] = lc_from_acc<S>(f(x, ARITY == 2 ? lc_to_acc(pb.v[j]) : x));
+            for (int u = 0; u < LC_MAP_PACKS; ++u) {
+                const long long i = base + (long long)u * blockDim.x;
+                if (i < nvec) {
+                    pa[u] = av[i];
+                    if constexpr (ARITY == 2) pb[u] = bv[i];
+                }
             }
-            ov[i] = po;
+#pragma unroll
+            for (int u = 0; u < LC_MAP_PACKS; ++u) {
+                const long long i = base + (long long)u * blockDim.x;
+                if (i < nvec) {
+                    Pack<S> po;
+#pragma unroll
+                    for (int j = 0; j < N; ++j) {
+                        const typename Acc<S>::type x = lc_to_acc(pa[u].v[j]);
+                        po.v[j] = lc_from_acc<S>(f(x, ARITY == 2 ? lc_to_acc(pb[u].v[j]) : x));
+                    }
+                    ov[i] = po;
+                }
+            }
         }
         done = nvec * N;
     }
