@@ -185,6 +185,26 @@ def test_table_remembers_recent_hits_until_the_epoch_moves(lane_mod):
     assert type(table("relu", "cpu", (float("nan"),), (a,), None)) is dispatch.LaneMiss
 
 
+def test_clearing_decisions_lets_the_kept_runs_go_at_once(lane_mod):
+    """The table's kept runs hold their recyclers (device results): clear_decisions drops them
+    at once, not at the next lane call."""
+    import gc
+    import weakref
+
+    table = dispatch._native_table()
+    a = np.ones(4, np.float32)
+    lane = _Lane("hit")
+    gone = weakref.ref(lane)
+    dispatch.clear_decisions()
+    _store(dispatch._lanes, dispatch.lane_key("relu", "cpu", (), (a,), None), lane)
+    assert table("relu", "cpu", (), (a,), None) == "hit"
+    del lane
+    gc.collect()
+    assert gone() is not None  # held by the dictionary and the table's kept run
+    dispatch.clear_decisions()
+    assert gone() is None
+
+
 def test_table_asks_pinned_flags_only_for_big_auto_host_arrays(lane_mod):
     big = np.ones(dispatch.PINNED_MIN_BYTES // 4, np.float32)
     small = np.ones(8, np.float32)

@@ -702,6 +702,16 @@ static void table_dealloc(TableObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* forget(): drop the kept runs now (their recyclers' results go back to the pool). */
+static PyObject *table_forget(PyObject *op, PyObject *unused) {
+    cache_drop((TableObject *)op);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef table_methods[] = {
+    {"forget", table_forget, METH_NOARGS, "forget(): drop the runs of the last hits"},
+    {NULL, NULL, 0, NULL}};
+
 static PyTypeObject TableType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "lightning_core._lane.Table",
@@ -713,6 +723,7 @@ static PyTypeObject TableType = {
     .tp_dealloc = (destructor)table_dealloc,
     .tp_traverse = (traverseproc)table_traverse,
     .tp_clear = (inquiry)table_clear,
+    .tp_methods = table_methods,
     .tp_doc = "Table(...): lane_key + try_lane in one call.",
 };
 

@@ -94,6 +94,8 @@ def clear_decisions() -> None:
     _decisions.clear()
     _lanes.clear()
     _lane_epoch[0] += 1
+    if _native_tables:  # its kept runs hold their recyclers' results: let them go now
+        _native_tables[0].forget()
 
 
 def choose_impl(backend: Backend, call: Call) -> tuple[Impl, str]:
@@ -267,6 +269,7 @@ _FAST_TYPES: set[type] = set()  # native device array types with a cached ``_c_c
 # Moves whenever a lane is stored or all are cleared: the native table keeps the runs of its
 # last hits and drops them when this changes.
 _lane_epoch = [0]
+_native_tables: list[Any] = []  # the native Table once made (one per process)
 
 
 def _signature(x: Any) -> tuple[Any, ...] | None:
@@ -376,6 +379,12 @@ def _native_table() -> Any:
     module = native.load()
     if module is None:
         return None
+    if not _native_tables:
+        _native_tables.append(_make_table(module))
+    return _native_tables[0]
+
+
+def _make_table(module: Any) -> Any:
     return module.Table(lanes=_lanes, fast_types=_FAST_TYPES, trace=TRACE,
                         generation=config._generation, seen=_seen_generation,
                         check_generation=_check_generation, fallback=_lane_call_py, miss=LaneMiss,

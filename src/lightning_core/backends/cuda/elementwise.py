@@ -61,7 +61,7 @@ def _plan(kernel: str, dtype: np.dtype, n: int, vec: bool, pointers: int,
         ctype = CTYPES[dtype.char]
         flag = "true" if vec else "false"
         fn = get_function("elementwise.cu", kernel.format(ctype, flag),
-                          name_expressions=_expressions(ctype))
+                          {"LC_MAP_PACKS": _MAP_PACKS}, name_expressions=_expressions(ctype))
         mapped = kernel.startswith(("lc_binary", "lc_unary"))
         threads = _MAP_THREADS if mapped else _THREADS
         per_thread = (16 // dtype.itemsize) * (_MAP_PACKS if mapped else 1) if vec else 1
