@@ -27,13 +27,13 @@ _UNARY = {act: f"lc_unary<{{}}, {act}, {{}}>" for act in (1, 2, 3)}
 _GELU = {"tanh": 2, "none": 3}
 _LINEAR_ACT = {None: 0, "relu": 1, "gelu_tanh": 2, "gelu_erf": 3}
 _THREADS = 256
-# lc_binary / lc_unary: 128 threads a block, each with LC_MAP_PACKS (elementwise.cu) 16-byte
-# packs in flight per input; the grid covers the work once (capped at a wave). Nsight Compute,
-# run 38 (``ncu_ew.txt``), L2 warm: torch's add (128 threads, two packs each) took 1.9 / 2.1 /
-# 3.2 us at 64K / 256K / 1M elements against 2.0 / 2.3 / 3.6 us for one 16-byte pack per
-# thread in blocks of 256.
-_MAP_THREADS = 128
-_MAP_PACKS = 2
+# lc_binary / lc_unary: threads a block and 16-byte packs in flight per thread and input
+# (LC_MAP_PACKS in elementwise.cu). Nsight Compute, L2 warm, one machine (run 40,
+# ``ew_shape.txt``, tools/probe_ew_shape.py): 256 x 1 took 2.0 / 2.3 / 3.4 / 12.6 us at 64K /
+# 256K / 1M / 4M float32 adds; 128 x 2 (torch's shape) 2.1 / 2.4 / 3.4 / 12.6, 64 x 4 and
+# 128 x 4 no better. Torch's own kernel measured 1.9 / 2.1 / 3.2 / 12.3 (run 38).
+_MAP_THREADS = 256
+_MAP_PACKS = 1
 _MAX_PLANS = 4096
 
 # (kernel, dtype, n, vec, pointers, extra scalars) -> KernelCall: a launch is one lookup.

@@ -17,7 +17,7 @@
 // 16-byte packs per thread per chunk of lc_binary / lc_unary (the host sizes their grids
 // with the same number: elementwise.py's _MAP_PACKS).
 #ifndef LC_MAP_PACKS
-#define LC_MAP_PACKS 2
+#define LC_MAP_PACKS 1
 #endif
 
 template <int OP, typename C>
