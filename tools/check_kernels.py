@@ -1,7 +1,8 @@
-"""Compile every CUDA kernel file of the package with nvcc (-arch=sm_90), as CI does.
+"""Compile every CUDA kernel file of the package with nvcc (-arch=sm_90), as CI does, and the
+native lane (``native/lane.c``) with the C compiler and ``-Werror``.
 
 Kernels are written for NVRTC; nvcc must accept them too, so a syntax or type error fails
-on a CPU-only machine instead of on the GPU. Exits non-zero on the first failure.
+on a CPU-only machine instead of on the GPU. Exits non-zero when any build failed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import tempfile
 
 KERNELS = pathlib.Path(__file__).resolve().parents[1] / "src/lightning_core/backends/cuda/kernels"
+NATIVE = pathlib.Path(__file__).resolve().parents[1] / "src/lightning_core/native/lane.c"
 # Builds beyond the defaults whose code is behind a define (one nvcc run each).
 VARIANTS = {"attention.cu": [["-DLC_ROWS_ONLY=1", "-DRVEC=1", "-DKPL=3", "-DDPL=2"],
                             ["-DLC_ROWS_ONLY=1", "-DRVEC=1", "-DWRAP=1", "-DKPL=6", "-DDPL=2"],
@@ -20,12 +22,34 @@ VARIANTS = {"attention.cu": [["-DLC_ROWS_ONLY=1", "-DRVEC=1", "-DKPL=3", "-DDPL=
                             ["-DLC_TC=1", "-DLC_TC_TRUNC=0", "-DHEAD_DIM_P=32"]]}
 
 
+def check_native() -> int:
+    """Build the native lane with every warning an error; 1 when it fails."""
+    import sysconfig
+
+    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    include = sysconfig.get_paths()["include"]
+    if shutil.which(cc[0]) is None or not pathlib.Path(include, "Python.h").exists():
+        print("check_kernels: native lane skipped (no C compiler or Python headers here)")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [*cc, "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
+               "-Wno-unused-parameter", "-Wno-missing-field-initializers",
+               "-Wno-cast-function-type", f"-I{include}", str(NATIVE),
+               "-o", str(pathlib.Path(tmp) / "_lane.so")]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    print(f"check_kernels: native/lane.c: {'ok' if proc.returncode == 0 else 'FAILED'}")
+    if proc.returncode:
+        print(proc.stderr, file=sys.stderr)
+    return int(proc.returncode != 0)
+
+
 def main() -> int:
+    native_failed = check_native()
     nvcc = shutil.which("nvcc")
     files = sorted(KERNELS.glob("*.cu"))
     if nvcc is None:
         print("check_kernels: nvcc not found; skipped (install the CUDA toolkit to check)")
-        return 0
+        return native_failed
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
         builds = [(path, defs) for path in files for defs in [[], *VARIANTS.get(path.name, [])]]
@@ -39,7 +63,7 @@ def main() -> int:
                 failed += 1
                 print(proc.stderr, file=sys.stderr)
     print(f"check_kernels: {len(builds) - failed} compiled, {failed} failed")
-    return 1 if failed else 0
+    return 1 if failed or native_failed else 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import config
+from . import config, native
 from ._version import __version__
 from .errors import LCError
 
@@ -75,6 +75,7 @@ def info() -> dict[str, Any]:
         "trace": {"enabled": lc.runtime_trace_enabled(),
                   "capacity": lc.runtime_trace_capacity()},
         "sync_policy": lc.runtime_sync_policy_get(),
+        "native_lane": native.status(),
         "config": config.describe(),
     }
 
@@ -101,7 +102,8 @@ def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
                ["trace", f"{'on' if report['trace']['enabled'] else 'off'}, capacity "
                          f"{report['trace']['capacity']}"],
                ["sync policy", f"{report['sync_policy']['mode']}, trace_sync_boundary="
-                               f"{report['sync_policy']['trace_sync_boundary']}"]]
+                               f"{report['sync_policy']['trace_sync_boundary']}"],
+               ["native lane", report["native_lane"]]]
     knobs = [[k["name"], _cell(k["value"]), _cell(k["default"]), _cell(k["aliases"]), k["doc"]]
              for k in report["config"]]
     return [
