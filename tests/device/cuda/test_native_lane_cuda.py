@@ -92,10 +92,10 @@ def test_results_are_recycled_only_when_dropped(cp, rng, mode, monkeypatch):
     for k in kept:
         assert_close(k, cp.asnumpy(a).astype(np.float64) + cp.asnumpy(b))
     del kept
-    first = lc.vector_add(a, b)
-    ptr = int(first.data.ptr)
-    del first
-    assert int(lc.vector_add(a, b).data.ptr) == ptr, f"budget held before: {held} bytes"
+    slots = {int(x.data.ptr) for x in _lane_of("vector_add").run.recycler._arrays}
+    assert len(slots) == 2, f"budget held before: {held} bytes"
+    for _ in range(3):  # dropped results come back from the recycler, not from new memory
+        assert int(lc.vector_add(a, b).data.ptr) in slots
 
 
 def test_lane_on_another_stream_is_ordered_there(cp, rng, mode):
@@ -121,6 +121,7 @@ def test_device_softmax_and_layer_norm_lanes(cp, rng, mode):
     assert any(key[0] == "softmax" for key in dispatch._lanes)
 
 
+@pytest.mark.api_errors
 def test_a_failed_launch_raises_and_the_process_goes_on(cp, mode):
     if mode == "python":
         pytest.skip("the Python launch's errors are CuPy's (tested with KernelCall)")
