@@ -89,8 +89,11 @@ def test_results_are_recycled_only_when_dropped(cp, rng, mode, monkeypatch):
     a, b = cp.asarray(rand(rng, 2048)), cp.asarray(rand(rng, 2048))
     kept = [lc.vector_add(a, b) for _ in range(4)]
     assert len({int(k.data.ptr) for k in kept}) == 4  # held results are never handed out again
-    for k in kept:
-        assert_close(k, cp.asnumpy(a).astype(np.float64) + cp.asnumpy(b))
+    # Checked on the device: a host copy of a kept result may leave CuPy holding the array
+    # until its copy's event is seen complete (slow under compute-sanitizer), and a held array
+    # is rightly never handed out again.
+    ref = a.astype(np.float64) + b
+    assert max(float(cp.max(cp.abs(k - ref))) for k in kept) <= 1e-6 * float(cp.max(cp.abs(ref)))
     del kept
     slots = {int(x.data.ptr) for x in _lane_of("vector_add").run.recycler._arrays}
     assert len(slots) == 2, f"budget held before: {held} bytes"
