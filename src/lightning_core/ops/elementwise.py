@@ -63,12 +63,9 @@ def _plan(op: str, policy: Any, expected: type) -> IoPlan:
 def _run(op: str, kind: str, a: Any, b: Any, out: Any, device: Any, *,
          flat: tuple[Any, Any] | None = None, policy: Any = None,
          miss: LaneMiss | None = None) -> Any:
-    """One call: its lane (unless the caller tried it and passes the ``miss``: the hot public
-    functions do, one Python frame less per call), else the full road."""
-    if policy is None and miss is None:
-        miss = _dispatch.lane_call(op, device, (kind, *(flat or ())), (a, b), out)
-        if type(miss) is not LaneMiss:
-            return miss
+    """The full road of one call. Every public function without a policy has tried the call's
+    lane itself (one Python frame less on the lane) and passes its ``miss``; policy calls have
+    no lane."""
     lane = None if miss is None else miss.key
     plan = _plan(op, policy, VectorAddIoPolicy if flat is None else MatrixElementwiseIoPolicy)
     (oa, ob), dtype = as_operands(op, ("a", "b"), (a, b))
