@@ -205,6 +205,34 @@ def test_clearing_decisions_lets_the_kept_runs_go_at_once(lane_mod):
     assert gone() is None
 
 
+def test_a_kept_key_survives_a_comparison_that_drops_the_cache(lane_mod):
+    """A scalar whose __eq__ runs Python code that empties the table's kept hits (here: the
+    epoch moves and the table is called again) while a kept key is being compared: the answer
+    stays right. (The table holds the key during the comparison; a freed key would sit in the
+    tuple free list unchanged, so this runs the path rather than proving the hold.)"""
+    a = np.ones(4, np.float32)
+    lanes = {}
+    table, _ = _table(lane_mod, lanes)
+
+    class Sneaky:
+        def __hash__(self):
+            return 7
+
+        def __eq__(self, other):
+            if isinstance(other, Sneaky) and not getattr(self, "inside", False):
+                self.inside = True
+                dispatch._lane_epoch[0] += 1
+                assert table("relu", "cpu", (), (a,), None) == "plain"
+            return isinstance(other, Sneaky)
+
+    first = Sneaky()
+    _store(lanes, dispatch.lane_key("relu", "cpu", (first,), (a,), None), _Lane("sneaky"))
+    _store(lanes, dispatch.lane_key("relu", "cpu", (), (a,), None), _Lane("plain"))
+    assert table("relu", "cpu", (first,), (a,), None) == "sneaky"  # kept now
+    for _ in range(3):
+        assert table("relu", "cpu", (Sneaky(),), (a,), None) == "sneaky"
+
+
 def test_table_asks_pinned_flags_only_for_big_auto_host_arrays(lane_mod):
     big = np.ones(dispatch.PINNED_MIN_BYTES // 4, np.float32)
     small = np.ones(8, np.float32)

@@ -85,11 +85,13 @@ static int do_launch(LaunchObject *self, uint64_t stream, const uint64_t *ptrs) 
     memcpy(slots, self->fixed, sizeof(uint64_t) * (size_t)self->n_slots);
     for (i = 0; i < self->n_ptrs; i++) slots[i] = ptrs[i];
     for (i = 0; i < self->n_slots; i++) params[i] = &slots[i];
-    /* The driver copies the parameter values during the call: a stack block is enough. */
+    /* Everything the driver needs is copied out first: nothing of self is read without the
+     * GIL. The driver copies the parameter values during the call: a stack block is enough. */
+    void *fn = self->fn;
+    unsigned gx = self->grid[0], gy = self->grid[1], gz = self->grid[2];
+    unsigned bx = self->block[0], by = self->block[1], bz = self->block[2], smem = self->smem;
     Py_BEGIN_ALLOW_THREADS
-    rc = cu_launch(self->fn, self->grid[0], self->grid[1], self->grid[2], self->block[0],
-                   self->block[1], self->block[2], self->smem, (void *)(uintptr_t)stream,
-                   params, NULL);
+    rc = cu_launch(fn, gx, gy, gz, bx, by, bz, smem, (void *)(uintptr_t)stream, params, NULL);
     Py_END_ALLOW_THREADS
     return rc ? raise_launch(rc) : 0;
 }
@@ -296,7 +298,11 @@ static PyObject *run_vectorcall(PyObject *callable, PyObject *const *args, size_
             result = PyObject_Vectorcall(self->fallback, call_args, 2, NULL);
             goto done;
         }
-        if (do_launch((LaunchObject *)launch, stream_ptr, ptrs) < 0) {
+        /* Held while in use: another thread may replace the resolved launch meanwhile. */
+        Py_INCREF(launch);
+        int failed = do_launch((LaunchObject *)launch, stream_ptr, ptrs) < 0;
+        Py_DECREF(launch);
+        if (failed) {
             Py_CLEAR(result);
             run_fail(self);
             goto done;
@@ -463,13 +469,19 @@ static PyObject *find_run(TableObject *self, PyObject *key) {
         self->seen_epoch = now;
     }
     for (i = 0; i < TABLE_CACHE; i++) {
-        if (self->cache_keys[i] == NULL) break;
-        int r = same_key(self->cache_keys[i], key);
-        if (r < 0) return NULL;
+        /* Held while compared: a scalar's __eq__ may run Python code, and another thread may
+         * drop or refill the slot meanwhile. */
+        PyObject *kept = self->cache_keys[i], *run = self->cache_runs[i];
+        if (kept == NULL) break;
+        Py_INCREF(kept);
+        Py_INCREF(run);
+        int r = same_key(kept, key);
+        Py_DECREF(kept);
         if (r) {
-            Py_INCREF(self->cache_runs[i]);
-            return self->cache_runs[i];
+            if (r < 0) Py_CLEAR(run);
+            return run;  /* a new reference, or NULL with the error set */
         }
+        Py_DECREF(run);
     }
     PyObject *lane = PyDict_GetItemWithError(self->lanes, key);
     if (lane == NULL) return NULL;
