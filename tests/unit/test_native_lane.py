@@ -382,3 +382,42 @@ def test_build_failure_is_reported_not_raised(monkeypatch, tmp_path):
     finally:
         monkeypatch.delenv("CC")
         native.reset()
+
+
+def test_threads_share_the_table_while_lanes_are_cleared(lane_mod, rng):
+    """Eight threads call laned CPU ops through the native table while another clears every
+    lane now and then: each result is its own call's, and nothing breaks."""
+    import threading
+
+    from lightning_core.ops.elementwise import binary_reference
+
+    dispatch.clear_decisions()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    inputs = [(rand(rng, 64 + i), rand(rng, 64 + i)) for i in range(8)]
+
+    def work(i: int) -> None:
+        a, b = inputs[i]
+        want = binary_reference(a, b, "add")
+        try:
+            for _ in range(400):
+                got = lc.vector_add(a, b, "cpu")
+                assert np.allclose(got, want, rtol=1e-6, atol=1e-6)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def clearer() -> None:
+        while not stop.wait(0.001):
+            dispatch.clear_decisions()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    churn = threading.Thread(target=clearer)
+    churn.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    stop.set()
+    churn.join(timeout=10)
+    assert not errors, errors[:1]
+    assert type(dispatch.lane_call) is lane_mod.Table
