@@ -98,6 +98,9 @@ _KNOB_LIST = (
     Knob("LC_NATIVE_LANE", _parse_bool, True,
          "Steady-state calls take the native (C) fast lane, built on first use with the C "
          "compiler Python was built with; 0: the Python lane only."),
+    Knob("LC_NATIVE_CC", str, "",
+         "C compiler command for the native lane's build (default: the one Python was built "
+         "with, sysconfig's CC)."),
     Knob("LC_TUNE_HYST_PCT", float, 3.0,
          "A new tuned winner must beat the incumbent by more than this percentage."),
 )

@@ -373,14 +373,13 @@ def test_resolver_runs_once_per_alignment_and_stream_and_none_means_fallback(lan
 
 
 def test_build_failure_is_reported_not_raised(monkeypatch, tmp_path):
-    monkeypatch.setenv("CC", "/nonexistent/cc")
     monkeypatch.setattr(config, "cache_dir", lambda: str(tmp_path))
     native.reset()
     try:
-        assert native.load() is None
-        assert native.status().startswith("unavailable: ")
+        with config.override(LC_NATIVE_CC="/nonexistent/cc"):
+            assert native.load() is None
+            assert native.status().startswith("unavailable: ")
     finally:
-        monkeypatch.delenv("CC")
         native.reset()
 
 

@@ -5,7 +5,8 @@ be built here (no C compiler, no Python headers); ``status()`` says which, and w
 requires the module: every object it provides has a Python twin that runs without it.
 
 The build is keyed by the source's digest and the interpreter's extension suffix (its ABI),
-compiled with the compiler Python itself was built with (``sysconfig``'s ``CC``, else ``cc``)
+compiled with the compiler Python itself was built with (``sysconfig``'s ``CC``, else ``cc``;
+``LC_NATIVE_CC`` overrides it)
 into the on-disk cache folder, and moved into place atomically, so processes share one build
 and a half-written file is never loaded. A failed build is remembered for the process; the
 compiler's output is kept in ``status()``.
@@ -39,8 +40,7 @@ def source_path() -> Path:
 
 
 def _compiler() -> list[str]:
-    cc = sysconfig.get_config_var("CC") or "cc"
-    return shlex.split(os.environ.get("CC", cc))
+    return shlex.split(config.get("LC_NATIVE_CC") or sysconfig.get_config_var("CC") or "cc")
 
 
 def _build_dir() -> Path:
