@@ -491,3 +491,48 @@ def test_cublas_is_the_cuda_matmul_default_whatever_imports_first():
         importlib.import_module(f"lightning_core.backends.cuda.{name}")
 
     assert backend_mod._IMPLS[("cuda", "matmul")][0].variant == "cublas"
+
+
+def test_cpu_model_follows_the_big_probe_above_the_mid_one():
+    """Above the mid probe, a family with a probe past the caches is estimated on the line
+    through the mid and big probes' times; below it (and for calibrations without the points)
+    the rate line stays."""
+    rates = {"cpu_rate": 2e3, "cpu_overhead_us": 3.0}  # 2000 elements per us from cache
+    assert crossover_mod.cpu_model_us(rates, 1 << 20) == pytest.approx((1 << 20) / 2e3 + 3.0)
+    rates.update(cpu_mid=[1 << 17, 68.5], cpu_big=[1 << 21, 2100.0])  # memory: ~1000 per us
+    assert crossover_mod.cpu_model_us(rates, 1 << 16) == pytest.approx((1 << 16) / 2e3 + 3.0)
+    slope = (2100.0 - 68.5) / ((1 << 21) - (1 << 17))
+    at_1m = 68.5 + ((1 << 20) - (1 << 17)) * slope
+    assert crossover_mod.cpu_model_us(rates, 1 << 20) == pytest.approx(at_1m)
+    assert at_1m > (1 << 20) / 2e3 + 3.0  # slower than the cache-rate line predicted
+    at_8m = crossover_mod.cpu_model_us(rates, 1 << 23)  # beyond the big probe: same slope
+    assert at_8m == pytest.approx(68.5 + ((1 << 23) - (1 << 17)) * slope)
+    flat = dict(rates, cpu_big=[1 << 21, 10.0])  # a big probe faster than the mid: no drop
+    assert crossover_mod.cpu_model_us(flat, 1 << 20) == pytest.approx(68.5)
+
+
+def test_big_pinned_elementwise_call_goes_to_the_gpu_when_the_cpu_runs_from_memory():
+    """Run 42's case: a pinned 1024x1024 matrix_sub. With only the cache-rate line the model
+    picks the CPU; with the big probe's point it picks the GPU, as measured (289 against
+    549 us)."""
+    spec = keys.SPECS["binary"]
+    call = shapes.make_call("binary", (1 << 20,))
+    cal = {"h2d_gbps": {"pinned": 55.2, "pageable": 16.2},
+           "d2h_gbps": {"pinned": 54.5, "pageable": 13.5}, "launch_sync_us": 20.0,
+           "families": {"elementwise": {"cpu_rate": 6.0e3, "cpu_overhead_us": 3.0,
+                                        "gpu_rate": 3.0e5}}}
+    pinned = {"pinned_in": (True, True), "pinned_out": True}
+    assert crossover_mod.estimate(spec, call, cal, **pinned).use_cpu
+    cal["families"]["elementwise"].update(cpu_mid=[1 << 17, 25.0], cpu_big=[1 << 21, 1100.0])
+    guess = crossover_mod.estimate(spec, call, cal, **pinned)
+    assert not guess.use_cpu and 450.0 < guess.cpu_us < 650.0
+    # Pageable inputs still go to the CPU: their copies cost more than the CPU's work.
+    assert crossover_mod.estimate(spec, call, cal, pinned_in=(False, False),
+                                  pinned_out=True).use_cpu
+
+
+def test_elementwise_calibration_measures_the_big_probe():
+    rates = crossover_mod.measure_cpu("elementwise")
+    (w_mid, t_mid), (w_big, t_big) = rates["cpu_mid"], rates["cpu_big"]
+    assert w_big > w_mid > 0 and t_big > 0 and t_mid > 0
+    assert "cpu_big" not in crossover_mod.measure_cpu("matmul")

@@ -7,6 +7,9 @@ calls whose inputs are all on the host; device-resident inputs stay on the devic
                      + bytes_in / h2d + bytes_out / d2h + work / gpu_rate
     cpu_us         = work / cpu_rate + cpu_overhead_us        → CPU when cpu_us < gpu_oneshot_us
 
+(for families with a probe past the caches, ``CPU_BIG``, work above the mid probe follows the
+line through the mid and the big probe's measured times instead).
+
 with work = 2mkn flops (matmul, linear), 4 s^2 d (attention), 2 MACs (conv), elements (the
 rest). Pinned host arrays move at the pinned rate, others at the rate of the backend's staged
 path. When the tuner has timed this exact shape one-shot (``cpu_us`` and the kernel's time in
@@ -44,11 +47,11 @@ from ..runtime.dispatch import Call, host_pinned_flags
 from ..trace.recorder import TRACE
 from .keys import SPECS, OpSpec
 from .measure import CudaRunner, HostRunner
-from .shapes import PROBES, make_call
+from .shapes import CPU_BIG, PROBES, make_call
 from .tuner import Tuner
 
-__all__ = ["Crossover", "Estimate", "estimate", "measure_cpu", "DEFAULT_CALIBRATION",
-           "FAMILIES"]
+__all__ = ["Crossover", "Estimate", "estimate", "cpu_model_us", "measure_cpu",
+           "DEFAULT_CALIBRATION", "FAMILIES"]
 
 FAMILIES = tuple(PROBES)
 
@@ -113,8 +116,18 @@ def estimate(spec: OpSpec, call: Call, cal: dict[str, Any], *, pinned_in: tuple[
                         "measured")
     rates = cal["families"][spec.family]
     work = spec.work(dims)
-    return Estimate(work / rates["cpu_rate"] + rates["cpu_overhead_us"],
-                    fixed + work / rates["gpu_rate"], "model")
+    return Estimate(cpu_model_us(rates, work), fixed + work / rates["gpu_rate"], "model")
+
+
+def cpu_model_us(rates: dict[str, Any], work: float) -> float:
+    """The CPU time the calibration predicts for ``work``: the rate line through the tiny and
+    mid probes, and above the mid probe the line through the mid and big probes when the family
+    has one (calibrations stored before the big probe existed keep the first line)."""
+    mid, big = rates.get("cpu_mid"), rates.get("cpu_big")
+    if mid is None or big is None or work <= mid[0] or big[0] <= mid[0]:
+        return work / rates["cpu_rate"] + rates["cpu_overhead_us"]
+    slope = max(big[1] - mid[1], 0.0) / (big[0] - mid[0])
+    return mid[1] + (work - mid[0]) * slope
 
 
 _DUPLEX_COST = 1.12
@@ -305,23 +318,28 @@ def settled_us(measure: Any, *, tries: int = 6, agree: float = 1.2) -> float:
     return seen[0]
 
 
-def measure_cpu(family: str) -> dict[str, float]:
-    """The CPU path's fixed cost (tiny probe) and rate (mid probe minus tiny), work per µs."""
+def measure_cpu(family: str) -> dict[str, Any]:
+    """The CPU path's fixed cost (tiny probe) and rate (mid probe minus tiny), work per µs;
+    with a probe past the caches (``CPU_BIG``) also the mid and big probes' (work, µs)."""
     key, tiny_dims, cpu_dims, _ = PROBES[family]
     spec = SPECS[key]
     host = HostRunner()
     impl = implementations("cpu", key)[0]
     times = []
-    for dims in (tiny_dims, cpu_dims):
+    for dims in (tiny_dims, cpu_dims, *((CPU_BIG[family],) if family in CPU_BIG else ())):
         call = make_call(key, dims)
         inputs = _probe_inputs(call)
         out = host.output(call)
         times.append((spec.work(spec.dims(call)), settled_us(
             lambda i=inputs, o=out, c=call: host.time_us(impl, i, o, c, warmup=2, runs=5,
                                                          budget_s=_BUDGET_S))))
-    (w_tiny, t_tiny), (w_mid, t_mid) = times
+    (w_tiny, t_tiny), (w_mid, t_mid) = times[:2]
     rate = (w_mid - w_tiny) / max(t_mid - t_tiny, 1e-3)
-    return {"cpu_rate": rate, "cpu_overhead_us": max(t_tiny - w_tiny / rate, 0.0)}
+    rates: dict[str, Any] = {"cpu_rate": rate,
+                             "cpu_overhead_us": max(t_tiny - w_tiny / rate, 0.0)}
+    if len(times) == 3:
+        rates["cpu_mid"], rates["cpu_big"] = [w_mid, t_mid], list(times[2])
+    return rates
 
 
 def _measure_gpu(backend: Backend, family: str) -> dict[str, float]:

@@ -23,7 +23,7 @@ from ..runtime.dispatch import Call, clear_decisions
 from .keys import SPECS
 from .tuner import Tuner
 
-__all__ = ["PRETUNE_SHAPES", "OPS", "PROBES", "make_call", "describe", "plan", "tune_shape",
+__all__ = ["PRETUNE_SHAPES", "OPS", "PROBES", "CPU_BIG", "make_call", "describe", "plan", "tune_shape",
            "pretune"]
 
 PRETUNE_SHAPES: dict[str, tuple[tuple[int, ...], ...]] = {
@@ -47,6 +47,11 @@ PROBES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
     "conv2d": ("conv2d", (1, 1, 3, 3, 1), (1, 16, 32, 32, 16), (16, 16, 64, 64, 32)),
     "elementwise": ("binary", (1,), (1 << 17,), (1 << 22,)),
 }
+# A third CPU probe past the caches, for families whose CPU rate drops once the data leaves
+# them: the mid elementwise probe (1.5 MB moved) runs from cache, a 12 MB call from memory at
+# about half that rate (run 42: a pinned 1024x1024 matrix_sub went to the CPU, 549 us, where
+# CUDA took 289 us). Above the mid probe the CPU estimate follows the line through the two.
+CPU_BIG: dict[str, tuple[int, ...]] = {"elementwise": (1 << 21,)}
 
 
 def _operands(shapes: tuple[tuple[int, ...], ...], dtype: np.dtype) -> tuple[Operand, ...]:
