@@ -6,10 +6,10 @@ Run on the GPU machine: PYTHONPATH=src:tools python3 tools/probe_lane_parts.py [
 from __future__ import annotations
 
 import sys
-import time
 
 import cupy as cp
 import numpy as np
+from probe_native import host_only
 from profile_overhead import report
 
 import lightning_core as lc
@@ -17,16 +17,8 @@ from lightning_core.backends.cuda import elementwise as ew
 from lightning_core.runtime import dispatch
 
 
-def mean_us(fn, calls: int = 20000) -> float:
-    for _ in range(500):
-        fn()
-    cp.cuda.Device(0).synchronize()
-    t0 = time.perf_counter_ns()
-    for _ in range(calls):
-        fn()
-    elapsed = time.perf_counter_ns() - t0
-    cp.cuda.Device(0).synchronize()
-    return elapsed / calls / 1e3
+def mean_us(fn) -> float:
+    return host_only(fn, calls=20000, warmup=500)
 
 
 def main(path: str | None) -> None:

@@ -23,8 +23,10 @@ from lightning_core.backends.cuda import elementwise as ew
 from lightning_core.bench.suites.timers import host_times_interleaved
 
 
-def host_only(fn, calls: int = 3000) -> float:
-    for _ in range(200):
+def host_only(fn, calls: int = 3000, warmup: int = 200) -> float:
+    """Mean host µs of ``calls`` back-to-back calls with no sync between them (queued
+    launches make this a GPU-bound upper bound once the queue fills)."""
+    for _ in range(warmup):
         fn()
     cp.cuda.Device(0).synchronize()
     t0 = time.perf_counter_ns()
@@ -33,6 +35,18 @@ def host_only(fn, calls: int = 3000) -> float:
     elapsed = time.perf_counter_ns() - t0
     cp.cuda.Device(0).synchronize()
     return elapsed / calls / 1e3
+
+
+def rows(label: str, synced: dict, host: dict, budget_s: float) -> list[str]:
+    """Lines for one case: each ``synced`` callable (a call + its sync) timed in interleaved
+    rounds (median), then each ``host`` callable by ``host_only``."""
+    times = host_times_interleaved(synced, rounds=10, per_round=40, round_warmup=5,
+                                   budget_s=budget_s)
+    out = [f"{label} {name:26s} {statistics.median(t):7.2f} us" for name, t in times.items()]
+    out += [f"{label} {name + ' host only':26s} {host_only(fn):7.2f} us"
+            for name, fn in host.items()]
+    print("\n".join(out), flush=True)
+    return out
 
 
 def main(path: str | None) -> None:
@@ -50,45 +64,27 @@ def main(path: str | None) -> None:
         call = ew._plan(ew._BINARY["add"], np.dtype(np.float32), n, True, 3)
         null = cp.cuda.get_current_stream()
         pa, pb, pc = a.data.ptr, b.data.ptr, c.data.ptr
-        fns = {
+        lines += rows(f"n={n:<8d}", {
             "launch_raw + sync": lambda: (call.launch_raw(null.ptr, pa, pb, pc), sync()),
             "lc.vector_add + sync": lambda: (lc.vector_add(a, b), sync()),
-            "torch a + b + sync": lambda: (ta + tb, tsync()),
-        }
-        times = host_times_interleaved(fns, rounds=10, per_round=40, round_warmup=5,
-                                       budget_s=5.0)
-        for name, samples in times.items():
-            lines.append(f"n={n:<8d} {name:26s} {statistics.median(samples):7.2f} us")
-        lines.append(f"n={n:<8d} {'lc.vector_add host only':26s} "
-                     f"{host_only(lambda: lc.vector_add(a, b)):7.2f} us")
-        lines.append(f"n={n:<8d} {'torch a + b host only':26s} {host_only(lambda: ta + tb):7.2f} us")
-        print("\n".join(lines[-5:]), flush=True)
+            "torch a + b + sync": lambda: (ta + tb, tsync())},
+            {"lc.vector_add": lambda: lc.vector_add(a, b), "torch a + b": lambda: ta + tb}, 5.0)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
     for seq, d in ((8, 16), (96, 48)):
         qs = [rng.standard_normal((seq, d)).astype(np.float32) for _ in range(3)]
         cq, ck, cv = (cp.asarray(x) for x in qs)
         tq, tk, tv = (torch.from_numpy(x).cuda().view(1, 1, seq, d) for x in qs)
-        sdpa = torch.nn.functional.scaled_dot_product_attention
-        times = host_times_interleaved({
+        lines += rows(f"seq={seq:<3d} d={d:<3d}", {
             "lc.attention2d + sync": lambda: (lc.attention2d(cq, ck, cv, False), sync()),
             "torch sdpa + sync": lambda: (sdpa(tq, tk, tv), tsync())},
-            rounds=10, per_round=40, round_warmup=5, budget_s=4.0)
-        for name, samples in times.items():
-            lines.append(f"seq={seq:<3d} d={d:<3d} {name:24s} {statistics.median(samples):7.2f} us")
-        lines.append(f"seq={seq:<3d} d={d:<3d} {'lc.attention2d host only':24s} "
-                     f"{host_only(lambda: lc.attention2d(cq, ck, cv, False)):7.2f} us")
-        print("\n".join(lines[-3:]), flush=True)
+            {"lc.attention2d": lambda: lc.attention2d(cq, ck, cv, False)}, 4.0)
     m = [rng.standard_normal((256, 256)).astype(np.float32) for _ in range(2)]
     ca, cb = (cp.asarray(x) for x in m)
     ta, tb = (torch.from_numpy(x).cuda() for x in m)
-    times = host_times_interleaved({
+    lines += rows("gemm 256^3", {
         "lc.matmul2d + sync": lambda: (lc.matmul2d(ca, cb), sync()),
         "torch a @ b + sync": lambda: (ta @ tb, tsync())},
-        rounds=10, per_round=40, round_warmup=5, budget_s=4.0)
-    for name, samples in times.items():
-        lines.append(f"gemm 256^3 {name:24s} {statistics.median(samples):7.2f} us")
-    lines.append(f"gemm 256^3 {'lc.matmul2d host only':24s} "
-                 f"{host_only(lambda: lc.matmul2d(ca, cb)):7.2f} us")
-    print("\n".join(lines[-3:]), flush=True)
+        {"lc.matmul2d": lambda: lc.matmul2d(ca, cb)}, 4.0)
     report("\n".join(lines), path, echo=False)
 
 

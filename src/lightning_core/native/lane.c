@@ -9,7 +9,7 @@
  *            lane's recycler, and the launch: by alignment between a 16-byte and a scalar one
  *            (elementwise, GEMM), or found once per (alignment, stream) by a Python resolver
  *            (attention; None there sends the call to the lane's Python run).
- *   Table    lane_key + try_lane in one call: builds the lane key exactly as
+ *   Table    dispatch.lane_call in one C call: builds the lane key exactly as
  *            runtime.dispatch.lane_key does for device arrays of the fast types and for NumPy
  *            arrays, looks it up and runs the lane, or answers miss(key); anything else goes
  *            to the Python fallback.
@@ -182,6 +182,13 @@ static PyTypeObject LaunchType = {
     .tp_methods = launch_methods,
     .tp_doc = "Launch(fn, grid, block, smem, n_ptrs, fixed): one prepared cuLaunchKernel.",
 };
+
+/* The dealloc of both GC-tracked types: untrack, drop the references (tp_clear), free. */
+static void gc_dealloc(PyObject *self) {
+    PyObject_GC_UnTrack(self);
+    Py_TYPE(self)->tp_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
 
 /* ---------------------------------------------------------------- PtrRun */
 
@@ -391,11 +398,6 @@ static int run_clear(PtrRunObject *self) {
     return 0;
 }
 
-static void run_dealloc(PtrRunObject *self) {
-    PyObject_GC_UnTrack(self);
-    run_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
 
 static PyObject *run_get_recycler(PtrRunObject *self, void *closure) {
     return Py_NewRef(self->recycler);
@@ -413,7 +415,7 @@ static PyTypeObject PtrRunType = {
     .tp_vectorcall_offset = offsetof(PtrRunObject, vectorcall),
     .tp_call = PyVectorcall_Call,
     .tp_new = run_new,
-    .tp_dealloc = (destructor)run_dealloc,
+    .tp_dealloc = gc_dealloc,
     .tp_traverse = (traverseproc)run_traverse,
     .tp_clear = (inquiry)run_clear,
     .tp_getset = run_getset,
@@ -708,11 +710,6 @@ static int table_clear(TableObject *self) {
     return 0;
 }
 
-static void table_dealloc(TableObject *self) {
-    PyObject_GC_UnTrack(self);
-    table_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
 
 /* forget(): drop the kept runs now (their recyclers' results go back to the pool). */
 static PyObject *table_forget(PyObject *op, PyObject *unused) {
@@ -732,11 +729,11 @@ static PyTypeObject TableType = {
     .tp_vectorcall_offset = offsetof(TableObject, vectorcall),
     .tp_call = PyVectorcall_Call,
     .tp_new = table_new,
-    .tp_dealloc = (destructor)table_dealloc,
+    .tp_dealloc = gc_dealloc,
     .tp_traverse = (traverseproc)table_traverse,
     .tp_clear = (inquiry)table_clear,
     .tp_methods = table_methods,
-    .tp_doc = "Table(...): lane_key + try_lane in one call.",
+    .tp_doc = "Table(...): dispatch.lane_call in C (key, lookup, run).",
 };
 
 /* ---------------------------------------------------------------- module */

@@ -28,7 +28,7 @@ from .device import Route, resolve
 from .policy import ONE_SHOT, IoPlan
 
 __all__ = ["Call", "execute", "host_pinned_flags", "choose_impl", "set_selector", "set_crossover",
-           "clear_decisions", "lane_key", "try_lane", "lane_call", "LaneMiss", "Lane", "MISS"]
+           "clear_decisions", "lane_key", "lane_call", "LaneMiss", "Lane"]
 
 
 @dataclass(slots=True)
@@ -330,28 +330,6 @@ def _key_signatures(key: tuple[Any, ...], n_arrays: int) -> tuple[list[tuple[Any
     return sigs, (key[out_at:out_at + 5] if key[at - 1] else None)
 
 
-MISS = object()  # ``try_lane``'s answer when the call must take the full road
-
-
-def try_lane(key: tuple[Any, ...] | None, arrays: tuple[Any, ...], out: Any = None) -> Any:
-    """Run the call on its lane and return the result, or ``MISS``.
-
-    A call whose ``out`` overlaps an input always takes the full road (aliasing rules).
-    """
-    if key is None:
-        return MISS
-    try:
-        lane = _lanes.get(key)
-    except TypeError:  # unhashable arguments never have a lane
-        return MISS
-    if lane is None:
-        return MISS
-    if TRACE.enabled:
-        return _run_traced(lane, arrays, out)
-    result = lane.run(arrays, out)
-    return MISS if result is None else result
-
-
 class LaneMiss:
     """``lane_call``'s answer when the call must take the full road: ``key`` is its lane key
     (None when it cannot have a lane), for ``execute(..., lane=key)``."""
@@ -364,10 +342,18 @@ class LaneMiss:
 
 def _lane_call_py(op: str, device: object, scalars: tuple[Any, ...], arrays: tuple[Any, ...],
                   out: Any) -> Any:
-    """``lane_call`` in Python: ``try_lane(lane_key(...))``."""
+    """``lane_call`` in Python: the call's lane result, or a ``LaneMiss`` (no lane for the key,
+    or one whose ``out`` overlaps an input: that call takes the full road for its aliasing
+    rules)."""
     key = lane_key(op, device, scalars, arrays, out)
-    result = try_lane(key, arrays, out)
-    return LaneMiss(key) if result is MISS else result
+    try:
+        lane = None if key is None else _lanes.get(key)
+    except TypeError:  # unhashable arguments never have a lane
+        lane = None
+    if lane is None:
+        return LaneMiss(key)
+    result = _run_traced(lane, arrays, out) if TRACE.enabled else lane.run(arrays, out)
+    return LaneMiss(key) if result is None else result
 
 
 def _native_table() -> Any:
@@ -438,7 +424,7 @@ def _run_traced(lane: Lane, arrays: tuple[Any, ...], out: Any) -> Any:
     t0 = time.perf_counter_ns()
     result = lane.run(arrays, out)
     if result is None:
-        return MISS
+        return None
     route = lane.route
     TRACE.record(TraceEvent(
         type="op_dispatch", timestamp_ns=t0, duration_ns=time.perf_counter_ns() - t0,
