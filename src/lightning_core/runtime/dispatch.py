@@ -358,8 +358,6 @@ def _lane_call_py(op: str, device: object, scalars: tuple[Any, ...], arrays: tup
 
 def _native_table() -> Any:
     """The native lane's ``Table`` over this module's lanes, or None (off or not built)."""
-    if not config.get("LC_NATIVE_LANE"):
-        return None
     from .. import native  # noqa: PLC0415 - builds the module on first use
 
     module = native.load()
