@@ -1,5 +1,5 @@
 """Compile every CUDA kernel file of the package with nvcc (-arch=sm_90), as CI does, and the
-native lane (``native/lane.c``) with the C compiler and ``-Werror``.
+native module (``native/*.c``) with the C compiler and ``-Werror``.
 
 Kernels are written for NVRTC; nvcc must accept them too, so a syntax or type error fails
 on a CPU-only machine instead of on the GPU. Exits non-zero when any build failed.
@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 KERNELS = pathlib.Path(__file__).resolve().parents[1] / "src/lightning_core/backends/cuda/kernels"
-NATIVE = pathlib.Path(__file__).resolve().parents[1] / "src/lightning_core/native/lane.c"
+NATIVE = pathlib.Path(__file__).resolve().parents[1] / "src/lightning_core/native"
 # Builds beyond the defaults whose code is behind a define (one nvcc run each).
 VARIANTS = {"attention.cu": [["-DLC_ROWS_ONLY=1", "-DRVEC=1", "-DKPL=3", "-DDPL=2"],
                             ["-DLC_ROWS_ONLY=1", "-DRVEC=1", "-DWRAP=1", "-DKPL=6", "-DDPL=2"],
@@ -32,12 +32,13 @@ def check_native() -> int:
         print("check_kernels: native lane skipped (no C compiler or Python headers here)")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [*cc, "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
+        cmd = [*cc, "-O2", "-shared", "-fPIC", "-pthread", "-Wall", "-Wextra", "-Werror",
                "-Wno-unused-parameter", "-Wno-missing-field-initializers",
-               "-Wno-cast-function-type", f"-I{include}", str(NATIVE),
+               "-Wno-cast-function-type", f"-I{include}", *map(str, sorted(NATIVE.glob("*.c"))),
                "-o", str(pathlib.Path(tmp) / "_lane.so")]
         proc = subprocess.run(cmd, capture_output=True, text=True)
-    print(f"check_kernels: native/lane.c: {'ok' if proc.returncode == 0 else 'FAILED'}")
+    names = " + ".join(f"native/{p.name}" for p in sorted(NATIVE.glob("*.c")))
+    print(f"check_kernels: {names}: {'ok' if proc.returncode == 0 else 'FAILED'}")
     if proc.returncode:
         print(proc.stderr, file=sys.stderr)
     return int(proc.returncode != 0)

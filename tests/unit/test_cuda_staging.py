@@ -2,7 +2,8 @@
 
 The stand-in's "device" is host memory and its asynchronous copy runs at once, so every byte
 that would travel is checked: one batch per call, chunks queued in order, pinned sources sent
-directly, staging blocks reused, a failing copy re-raised.
+directly, staging blocks reused, a failing copy re-raised; with the native copy pool and with
+the Python one.
 """
 
 from __future__ import annotations
@@ -40,8 +41,18 @@ class _Dev:
         self.data = types.SimpleNamespace(ptr=self.host.ctypes.data)
 
 
+@pytest.fixture(params=["native", "python"])
+def pool(request, monkeypatch):
+    """Which copy pool stages: the native module's (when it builds here) or the Python one."""
+    if request.param == "python":
+        monkeypatch.setattr(memory, "_host_copy", lambda: None)
+    elif memory._host_copy() is None:
+        pytest.skip("the native module is not built here: the Python pool stages")
+    return request.param
+
+
 @pytest.fixture
-def io(monkeypatch):
+def io(monkeypatch, pool):
     copies = []
 
     def memcpy(dst, src, n, kind, stream):
@@ -151,6 +162,7 @@ def test_staging_blocks_are_reused(io, rng):
     assert io.staged_bytes() == 8 << 20
 
 
+@pytest.mark.parametrize("pool", ["python"], indirect=True)  # native: memcpy, nothing to fail
 def test_a_failing_copy_is_raised_after_the_batch(io, rng, monkeypatch):
     a = _src(rng, 8 << 20)
     real = np.copyto

@@ -7,6 +7,7 @@ The GPU half (launches, ``PtrRun`` on device arrays) is in
 
 from __future__ import annotations
 
+import ctypes
 import shutil
 import sysconfig
 
@@ -339,6 +340,71 @@ def test_flat_run_overlap_and_out_of_memory_before_any_launch(lane_mod):
     if not lane_mod.driver():  # no libcuda here: the launch itself is refused, clearly
         with pytest.raises(lane_mod.LaunchError, match="not available"):
             run((a, b), FakeDeviceArray((16,), ptr=16384))
+
+
+def _stream_capsule(value, name=b"intptr_t (void)"):
+    """A capsule like CuPy's exported get_current_stream_ptr, answering ``value``."""
+    fn = ctypes.CFUNCTYPE(ctypes.c_ssize_t)(lambda: value)
+    label = ctypes.create_string_buffer(name)
+    new = ctypes.pythonapi.PyCapsule_New
+    new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p,
+                                                    ctypes.c_void_p]
+    return new(ctypes.cast(fn, ctypes.c_void_p), label, None), (fn, label)  # keep both alive
+
+
+def test_kept_results_are_reused_in_c_and_the_stream_comes_from_the_capsule(lane_mod):
+    """With the recycler's lists and CuPy's stream function, a result the caller dropped is
+    handed out again without calling take or current(); a held one, or one of another
+    stream, is not."""
+    fixed = np.zeros(2, np.uint64).tobytes()
+    launch = lane_mod.Launch(1, (1, 1, 1), (32, 1, 1), 0, 2, fixed)
+    kept, streams, took = [], [], []
+
+    def take(stream_ptr):  # the Python recycler's part: a new result, kept
+        took.append(stream_ptr)
+        arr = FakeDeviceArray((4,), ptr=1 << (20 + len(took)))
+        kept.append(arr)
+        streams.append(stream_ptr)
+        return arr
+
+    def current():
+        raise AssertionError("current() is not needed with the stream function")
+
+    capsule, alive = _stream_capsule(77)
+    run = lane_mod.PtrRun(vec=launch, one=launch, current=current, take=take, size=0,
+                          out_bytes=16, in_bytes=(16,), oom=(), on_oom=None, kept=kept,
+                          kept_streams=streams, stream_ptr=capsule)
+    x = FakeDeviceArray((4,), ptr=4096)
+    first = run((x,), None)
+    assert took == [77] and first is kept[0]
+    held = first
+    second = run((x,), None)  # the first is still held: a new one
+    assert took == [77, 77] and second is kept[1] and second is not held
+    del first, held, second
+    for _ in range(3):  # both dropped: kept ones come back, take is not called
+        again = run((x,), None)
+        assert again is kept[0]
+        del again
+    streams[0] = streams[1] = 5  # made on another stream: not for this one
+    assert run((x,), None) is not kept[0] and took == [77, 77, 77]
+    del alive
+
+
+def test_kept_lists_and_stream_capsule_are_checked(lane_mod):
+    fixed = np.zeros(2, np.uint64).tobytes()
+    launch = lane_mod.Launch(1, (1, 1, 1), (32, 1, 1), 0, 2, fixed)
+    common = dict(vec=launch, one=launch, current=lambda: None, take=lambda sp: None, size=0,
+                  out_bytes=16, in_bytes=(16,), oom=(), on_oom=None)
+    with pytest.raises(TypeError, match="kept"):
+        lane_mod.PtrRun(kept=[], **common)
+    with pytest.raises(TypeError, match="kept"):
+        lane_mod.PtrRun(kept=(), kept_streams=[], **common)
+    capsule, alive = _stream_capsule(1, name=b"int (void)")
+    with pytest.raises(ValueError):  # another signature is never called
+        lane_mod.PtrRun(stream_ptr=capsule, **common)
+    with pytest.raises(ValueError):
+        lane_mod.PtrRun(stream_ptr="not a capsule", **common)
+    del alive
 
 
 def test_resolver_runs_once_per_alignment_and_stream_and_none_means_fallback(lane_mod):

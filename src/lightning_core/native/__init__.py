@@ -28,15 +28,32 @@ from types import ModuleType
 
 from .. import config
 
-__all__ = ["load", "status", "source_path", "build", "reset"]
+__all__ = ["load", "status", "source_path", "source_paths", "compile_command", "build", "reset"]
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}  # "module": ModuleType | None, "status": str
 
 
 def source_path() -> Path:
-    """``lane.c`` inside the installed package."""
+    """``lane.c`` inside the installed package (the module's init lives there)."""
     return Path(__file__).with_name("lane.c")
+
+
+def source_paths() -> list[Path]:
+    """Every C file of the module: ``lane.c`` and ``hostcopy.c`` (the parallel host copy)."""
+    return [source_path(), Path(__file__).with_name("hostcopy.c")]
+
+
+def compile_command(sources: list[Path], target: str) -> list[str]:
+    """The compiler command line that builds ``sources`` into the extension ``target``."""
+    include = sysconfig.get_paths()["include"]
+    cmd = [*_compiler(), "-O2", "-shared", "-fPIC", "-pthread", "-Wall", f"-I{include}",
+           *map(str, sources), "-o", target]
+    if sys.platform == "darwin":
+        cmd[1:1] = ["-undefined", "dynamic_lookup"]
+    else:
+        cmd.append("-ldl")
+    return cmd
 
 
 def _compiler() -> list[str]:
@@ -62,10 +79,11 @@ def build(target: Path | None = None, *, timeout: float = 120.0) -> Path:
     """Compile ``lane.c`` into an extension module file (``target``, else the cache) and return
     its path; an existing build of the same source and ABI is reused. Raises ``OSError`` or
     ``subprocess.CalledProcessError`` (with the compiler's output) when it cannot."""
-    source = source_path()
+    sources = source_paths()
     suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
     if target is None:
-        digest = hashlib.sha256(source.read_bytes() + suffix.encode()).hexdigest()[:16]
+        digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)
+                                + suffix.encode()).hexdigest()[:16]
         target = _build_dir() / f"_lane-{digest}{suffix}"
         if target.exists():
             return target
@@ -75,12 +93,7 @@ def build(target: Path | None = None, *, timeout: float = 120.0) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=suffix, dir=target.parent)
     os.close(fd)
-    cmd = [*_compiler(), "-O2", "-shared", "-fPIC", "-Wall", f"-I{include}", str(source),
-           "-o", tmp]
-    if sys.platform == "darwin":
-        cmd[1:1] = ["-undefined", "dynamic_lookup"]
-    else:
-        cmd.append("-ldl")
+    cmd = compile_command(sources, tmp)
     try:
         subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=timeout)
         os.replace(tmp, target)

@@ -193,6 +193,9 @@ static void gc_dealloc(PyObject *self) {
 /* ---------------------------------------------------------------- PtrRun */
 
 #define RESOLVED 4
+/* The capsule name of CuPy's get_current_stream_ptr (cupy_backends.cuda.stream.__pyx_capi__),
+ * which is its C signature: a capsule of any other name is refused. */
+#define STREAM_FN_SIGNATURE "intptr_t (void)"
 
 typedef struct {
     PyObject_HEAD
@@ -200,6 +203,11 @@ typedef struct {
     LaunchObject *vec, *one;  /* pair mode: the 16-byte and the scalar launch (may be one) */
     PyObject *resolve;        /* resolve mode: resolve(vec, stream) -> Launch or None */
     PyObject *current, *take, *oom, *on_oom, *recycler, *fallback;
+    /* The recycler's kept results and their streams (its own lists, changed in place only):
+     * one whose only reference is the list is free for this call's stream. */
+    PyObject *kept, *kept_streams;
+    /* CuPy's C function for the current stream's pointer (None: current().ptr). */
+    intptr_t (*stream_fn)(void);
     Py_ssize_t n_in, size;
     int vec_ok;
     uint64_t out_bytes, in_bytes[4];
@@ -227,8 +235,8 @@ static PyObject *run_fail(PtrRunObject *self) {
 }
 
 /* The launch for this call (borrowed), Py_None when the Python fallback must run it, NULL on
- * error. */
-static PyObject *pick_launch(PtrRunObject *self, PyObject *stream, uint64_t stream_ptr,
+ * error. *stream: the current stream object, fetched here when the resolver needs it. */
+static PyObject *pick_launch(PtrRunObject *self, PyObject **stream, uint64_t stream_ptr,
                              const uint64_t *ptrs) {
     uint64_t mask = 0;
     Py_ssize_t i;
@@ -239,9 +247,10 @@ static PyObject *pick_launch(PtrRunObject *self, PyObject *stream, uint64_t stre
         if (self->found[i] != NULL && self->found_stream[i] == stream_ptr &&
             self->found_vec[i] == vec)
             return self->found[i];
+    if (*stream == NULL && (*stream = PyObject_CallNoArgs(self->current)) == NULL) return NULL;
     PyObject *v = PyLong_FromLong(vec);
     if (v == NULL) return NULL;
-    PyObject *got = PyObject_CallFunctionObjArgs(self->resolve, v, stream, NULL);
+    PyObject *got = PyObject_CallFunctionObjArgs(self->resolve, v, *stream, NULL);
     Py_DECREF(v);
     if (got == NULL) return NULL;
     if (got != Py_None && !PyObject_TypeCheck(got, &LaunchType)) {
@@ -255,6 +264,28 @@ static PyObject *pick_launch(PtrRunObject *self, PyObject *stream, uint64_t stre
     self->found_stream[i] = stream_ptr;
     self->found_vec[i] = vec;
     return got;
+}
+
+/* A kept result nobody else holds, made on stream_ptr (a new reference), else NULL (with an
+ * error set only on failure): the recycler's take() without a Python frame. Its lists are
+ * read under the GIL with no Python code run in between, as take() reads them. */
+static PyObject *take_kept(PtrRunObject *self, uint64_t stream_ptr) {
+#ifdef Py_GIL_DISABLED
+    (void)self; (void)stream_ptr;
+    return NULL;  /* reference counts are not one number there: take() decides */
+#else
+    if (self->kept == NULL) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(self->kept), i;
+    if (n != PyList_GET_SIZE(self->kept_streams)) return NULL;
+    for (i = 0; i < n; i++) {
+        PyObject *arr = PyList_GET_ITEM(self->kept, i);
+        if (Py_REFCNT(arr) != 1) continue;
+        uint64_t s;
+        if (u64_of(PyList_GET_ITEM(self->kept_streams, i), &s) < 0) return NULL;
+        if (s == stream_ptr) return Py_NewRef(arr);
+    }
+    return NULL;
+#endif
 }
 
 /* run(arrays, out) -> result, out, or None when out overlaps an input (the full road). */
@@ -282,22 +313,33 @@ static PyObject *run_vectorcall(PyObject *callable, PyObject *const *args, size_
             if (ptrs[i] < hi && lo < ptrs[i] + self->in_bytes[i]) Py_RETURN_NONE;
         ptrs[self->n_in] = lo;
     }
-    PyObject *stream = PyObject_CallNoArgs(self->current);
-    if (stream == NULL) return NULL;
-    PyObject *sp = PyObject_GetAttr(stream, s_ptr);
-    if (sp == NULL || u64_of(sp, &stream_ptr) < 0) goto done;
+    PyObject *stream = NULL, *sp = NULL;
+    if (self->stream_fn != NULL) {
+        stream_ptr = (uint64_t)self->stream_fn();
+        if (PyErr_Occurred()) return NULL;
+    } else {
+        stream = PyObject_CallNoArgs(self->current);
+        if (stream == NULL) return NULL;
+        sp = PyObject_GetAttr(stream, s_ptr);
+        if (sp == NULL || u64_of(sp, &stream_ptr) < 0) goto done;
+    }
     if (out == Py_None) {
-        result = PyObject_CallOneArg(self->take, sp);
+        result = take_kept(self, stream_ptr);
         if (result == NULL) {
-            run_fail(self);
-            goto done;
+            if (PyErr_Occurred()) goto done;
+            if (sp == NULL && (sp = PyLong_FromUnsignedLongLong(stream_ptr)) == NULL) goto done;
+            result = PyObject_CallOneArg(self->take, sp);
+            if (result == NULL) {
+                run_fail(self);
+                goto done;
+            }
         }
         if (ptr_of(result, &ptrs[self->n_in]) < 0) goto fail;
     } else {
         result = Py_NewRef(out);
     }
     if (self->size) {
-        PyObject *launch = pick_launch(self, stream, stream_ptr, ptrs);
+        PyObject *launch = pick_launch(self, &stream, stream_ptr, ptrs);
         if (launch == NULL) goto fail;
         if (launch == Py_None) {  /* no kernel for this case: the Python road runs it */
             Py_CLEAR(result);
@@ -320,23 +362,36 @@ fail:
     Py_CLEAR(result);
 done:
     Py_XDECREF(sp);
-    Py_DECREF(stream);
+    Py_XDECREF(stream);
     return result;
 }
 
 static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     PyObject *vec = Py_None, *one = Py_None, *resolve = Py_None, *current, *take, *oom, *on_oom,
-             *in_bytes, *recycler = Py_None, *fallback = Py_None;
+             *in_bytes, *recycler = Py_None, *fallback = Py_None, *kept = Py_None,
+             *kept_streams = Py_None, *stream_ptr = Py_None;
     Py_ssize_t size;
     int vec_ok = 1;
     unsigned long long out_bytes;
     static char *kwlist[] = {"current", "take", "size", "out_bytes", "in_bytes", "oom",
                              "on_oom", "vec", "one", "resolve", "vec_ok", "fallback",
-                             "recycler", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOnKO!OO|$OOOpOO", kwlist, &current, &take,
-                                     &size, &out_bytes, &PyTuple_Type, &in_bytes, &oom, &on_oom,
-                                     &vec, &one, &resolve, &vec_ok, &fallback, &recycler))
+                             "recycler", "kept", "kept_streams", "stream_ptr", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOnKO!OO|$OOOpOOOOO", kwlist, &current,
+                                     &take, &size, &out_bytes, &PyTuple_Type, &in_bytes, &oom,
+                                     &on_oom, &vec, &one, &resolve, &vec_ok, &fallback,
+                                     &recycler, &kept, &kept_streams, &stream_ptr))
         return NULL;
+    if ((kept == Py_None) != (kept_streams == Py_None) ||
+        (kept != Py_None && (!PyList_CheckExact(kept) || !PyList_CheckExact(kept_streams)))) {
+        PyErr_SetString(PyExc_TypeError, "PtrRun: kept and kept_streams are lists, or neither");
+        return NULL;
+    }
+    intptr_t (*stream_fn)(void) = NULL;
+    if (stream_ptr != Py_None) {
+        /* Only a capsule naming exactly this signature: any other may not be callable so. */
+        stream_fn = (intptr_t (*)(void))PyCapsule_GetPointer(stream_ptr, STREAM_FN_SIGNATURE);
+        if (stream_fn == NULL) return NULL;
+    }
     Py_ssize_t n_in = PyTuple_GET_SIZE(in_bytes), i;
     int pair = vec != Py_None && one != Py_None;
     if (n_in < 1 || n_in > 4) {
@@ -375,6 +430,11 @@ static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     self->on_oom = Py_NewRef(on_oom);
     self->recycler = Py_NewRef(recycler);
     self->fallback = Py_NewRef(fallback);
+    if (kept != Py_None) {
+        self->kept = Py_NewRef(kept);
+        self->kept_streams = Py_NewRef(kept_streams);
+    }
+    self->stream_fn = stream_fn;
     self->n_in = n_in;
     self->size = size;
     self->vec_ok = vec_ok;
@@ -385,7 +445,7 @@ static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
 static int run_traverse(PtrRunObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->vec); Py_VISIT(self->one); Py_VISIT(self->resolve); Py_VISIT(self->current);
     Py_VISIT(self->take); Py_VISIT(self->oom); Py_VISIT(self->on_oom); Py_VISIT(self->recycler);
-    Py_VISIT(self->fallback);
+    Py_VISIT(self->fallback); Py_VISIT(self->kept); Py_VISIT(self->kept_streams);
     for (int i = 0; i < RESOLVED; i++) Py_VISIT(self->found[i]);
     return 0;
 }
@@ -393,7 +453,7 @@ static int run_traverse(PtrRunObject *self, visitproc visit, void *arg) {
 static int run_clear(PtrRunObject *self) {
     Py_CLEAR(self->vec); Py_CLEAR(self->one); Py_CLEAR(self->resolve); Py_CLEAR(self->current);
     Py_CLEAR(self->take); Py_CLEAR(self->oom); Py_CLEAR(self->on_oom); Py_CLEAR(self->recycler);
-    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->fallback); Py_CLEAR(self->kept); Py_CLEAR(self->kept_streams);
     for (int i = 0; i < RESOLVED; i++) Py_CLEAR(self->found[i]);
     return 0;
 }
@@ -751,9 +811,17 @@ static PyObject *lane_driver(PyObject *module, PyObject *unused) {
     return PyBool_FromLong(cu_launch != NULL);
 }
 
+/* hostcopy.c: the parallel host copy (staging pageable arrays into pinned memory). */
+PyObject *lc_host_copy(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *lc_host_copy_workers(PyObject *module, PyObject *unused);
+
 static PyMethodDef module_methods[] = {
     {"driver", lane_driver, METH_NOARGS,
      "driver() -> bool: look up cuLaunchKernel in libcuda.so.1 (True when found)"},
+    {"host_copy", (PyCFunction)(void (*)(void))lc_host_copy, METH_FASTCALL,
+     "host_copy(dst, src, nbytes, threads): copy between host addresses on a thread pool"},
+    {"host_copy_workers", lc_host_copy_workers, METH_NOARGS,
+     "host_copy_workers() -> int: worker threads the host copy pool has started"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef lane_module = {PyModuleDef_HEAD_INIT, "_lane",

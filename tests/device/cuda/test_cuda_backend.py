@@ -287,3 +287,28 @@ def test_zero_size_output(cp):
     assert got.shape == (0, 3)
     host = binary_call(np.ones((4, 0), np.float32), np.ones((4, 0), np.float32))
     assert type(host) is np.ndarray and host.shape == (4, 0)
+
+
+@gpu
+@pytest.mark.parametrize("pool", ["native", "python"])
+def test_staged_copies_are_exact_on_either_copy_pool(backend, cp, rng, pool, monkeypatch):
+    """Pageable uploads and downloads of odd sizes through the staging blocks, copied by the
+    native pthread pool or by the Python host pool: every byte, nothing past the end."""
+    from lightning_core.backends.cuda import memory
+
+    if pool == "python":
+        monkeypatch.setattr(memory, "_host_copy", lambda: None)
+    elif memory._host_copy() is None:
+        pytest.skip("the native module is not built here: the Python pool stages")
+    for nbytes in (1, 4097, (1 << 20) + 3, (5 << 20) + 4099):
+        src = rng.integers(0, 256, nbytes, dtype=np.uint8)
+        dev = cp.full(nbytes + 64, 7, cp.uint8)
+        assert backend.io.upload_many([(src, dev[:nbytes])]) == nbytes
+        cp.cuda.runtime.deviceSynchronize()
+        got = cp.asnumpy(dev)
+        np.testing.assert_array_equal(got[:nbytes], src)
+        assert (got[nbytes:] == 7).all()
+        back = np.full(nbytes + 64, 9, np.uint8)
+        assert backend.io.download(dev[:nbytes], back[:nbytes], pinned=False) == nbytes
+        np.testing.assert_array_equal(back[:nbytes], src)
+        assert (back[nbytes:] == 9).all()

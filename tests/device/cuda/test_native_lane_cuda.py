@@ -157,3 +157,40 @@ def test_attention_and_gemm_lanes_run_in_c(cp, rng, mode):
         a, b = rand(rng, 256, 256), rand(rng, 256, 256)
         assert_close(lc.matmul2d(cp.asarray(a), cp.asarray(b)), matmul_reference(a, b),
                      scale=16)
+
+
+def test_stream_capsule_reports_cupys_current_stream(cp):
+    """The C function the native lane reads the current stream with agrees with CuPy's
+    ``get_current_stream().ptr``: the null stream, inside ``with stream``, nested, and on
+    another thread."""
+    import ctypes
+    import threading
+
+    from lightning_core.backends.cuda.launch import stream_ptr_capsule
+
+    capsule = stream_ptr_capsule()
+    if capsule is None:
+        pytest.skip("this CuPy does not export get_current_stream_ptr: the lane asks current()")
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    fn = ctypes.CFUNCTYPE(ctypes.c_ssize_t)(get(capsule, b"intptr_t (void)"))
+
+    def agrees() -> None:
+        assert fn() == cp.cuda.get_current_stream().ptr
+
+    agrees()
+    s1, s2 = cp.cuda.Stream(non_blocking=True), cp.cuda.Stream()
+    with s1:
+        agrees()
+        assert fn() == s1.ptr
+        with s2:
+            assert fn() == s2.ptr
+        agrees()
+    agrees()
+    seen = []
+    with s1:
+        worker = threading.Thread(
+            target=lambda: seen.append(fn() == cp.cuda.get_current_stream().ptr))
+        worker.start()
+        worker.join()
+    assert seen == [True]

@@ -21,6 +21,7 @@ from ...runtime.arrays import register_adopter, register_pinned_check
 from ...runtime.backend import Backend, Capabilities, Impl
 from ...runtime.dispatch import host_pinned_flags
 from ...runtime.policy import ONE_SHOT
+from .launch import stream_ptr_capsule
 from .memory import HostIo, Recycler, is_pinned, pinned_empty, release_recycled
 from .pipeline import Pipeline
 
@@ -290,7 +291,9 @@ class CudaBackend(Backend):
 
             return load().PtrRun(current=current, take=take, size=size, out_bytes=out_bytes,
                                  in_bytes=tuple(in_bytes), oom=oom, on_oom=out_of_memory,
-                                 fallback=run, recycler=recycler, **native)
+                                 fallback=run, recycler=recycler, kept=recycler.kept,
+                                 kept_streams=recycler.kept_streams,
+                                 stream_ptr=stream_ptr_capsule(), **native)
         return run
 
     def _run_resident(self, impl: Impl, call: Any) -> tuple[Any, dict[str, Any]]:

@@ -68,6 +68,25 @@ def native_launch() -> Any:
     return _NATIVE
 
 
+_STREAM_FN_SIGNATURE = b"intptr_t (void)"
+
+
+def stream_ptr_capsule() -> Any:
+    """CuPy's C function for the current stream's pointer as a capsule the native lane calls
+    (``cupy_backends.cuda.stream``'s exported ``get_current_stream_ptr``: the pointer CuPy's
+    ``get_current_stream()`` reports, without making a Python object), or None when this CuPy
+    does not export it with the signature the lane calls it by."""
+    try:
+        from cupy_backends.cuda import stream  # noqa: PLC0415
+
+        capsule = stream.__pyx_capi__["get_current_stream_ptr"]
+        get_name = ctypes.pythonapi.PyCapsule_GetName
+        get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+        return capsule if get_name(capsule) == _STREAM_FN_SIGNATURE else None
+    except Exception:  # noqa: BLE001 - any CuPy without it: the lane asks current() instead
+        return None
+
+
 def direct_available() -> bool:
     """True when calls go straight to ``cuLaunchKernel`` (CuPy exposes the driver binding)."""
     return _driver_launch() is not None

@@ -1,0 +1,225 @@
+/* Lightning Core's native host copy: one memcpy split over a persistent pool of pthreads.
+ *
+ * Staging a pageable NumPy array into pinned memory is the limit of every one-shot call that
+ * starts from ordinary host memory. Python threads cannot share that copy well: each must
+ * wake, take the GIL to call NumPy and take it again when done, so four of them were no faster
+ * than one on the H200 host (probe_hostcopy, run 44: 4 MB in 400 us on the Python pool, 85 us
+ * on eight C threads). Here the caller releases the GIL once, the workers copy parts of the
+ * range in parallel and the caller copies parts too until every part is done.
+ *
+ * Protocol. One copy at a time (call_mu). The job's fields are written, then published by
+ * storing a ticket: job id, part count and next part in one 64-bit word. A thread claims part
+ * k by moving the ticket from (id, parts, k) to (id, parts, k + 1) with a compare-and-swap and
+ * only then reads the fields: a successful claim means the job is not finished (part k is
+ * not done), so the caller cannot be writing the next job's fields. Finished parts are
+ * counted in done; the caller returns when done == parts.
+ *
+ * Idle workers spin on the ticket for SPIN_NS (back-to-back pieces of one upload find them
+ * awake), then sleep on a condition variable; the caller wakes sleepers after publishing.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_THREADS 64
+#define MIN_PART ((size_t)64 << 10)  /* below this a part is not worth a thread */
+#define SPIN_NS 200000LL             /* how long an idle worker stays awake */
+#define ID_SHIFT 40
+#define PARTS_SHIFT 20
+#define FIELD ((1ULL << 20) - 1)
+
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+static struct {
+    char *dst;
+    const char *src;
+    size_t nbytes, part;
+} job;
+static _Atomic uint64_t ticket;     /* id << 40 | parts << 20 | next part */
+static _Atomic size_t done;         /* parts finished of the published job */
+static _Atomic int sleeping;        /* workers waiting on wake */
+static uint64_t job_id;             /* written under call_mu */
+static int workers;                 /* started, under call_mu */
+static pthread_mutex_t call_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t sleep_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static int atfork_set;
+
+static long long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Claim and copy parts of the job published as id until none is left. */
+static void copy_parts(uint64_t id) {
+    for (;;) {
+        uint64_t t = atomic_load_explicit(&ticket, memory_order_acquire);
+        uint64_t k = t & FIELD, parts = (t >> PARTS_SHIFT) & FIELD;
+        if ((t >> ID_SHIFT) != id || k >= parts) return;
+        if (!atomic_compare_exchange_weak_explicit(&ticket, &t, t + 1, memory_order_acq_rel,
+                                                   memory_order_relaxed))
+            continue;
+        size_t lo = (size_t)k * job.part, n = job.nbytes - lo;
+        if (n > job.part) n = job.part;
+        memcpy(job.dst + lo, job.src + lo, n);
+        atomic_fetch_add_explicit(&done, 1, memory_order_release);
+    }
+}
+
+static void *worker(void *unused) {
+    (void)unused;
+    uint64_t seen = atomic_load(&ticket) >> ID_SHIFT;
+    for (;;) {
+        uint64_t id = atomic_load_explicit(&ticket, memory_order_acquire) >> ID_SHIFT;
+        if (id == seen) {
+            long long until = now_ns() + SPIN_NS;
+            unsigned spins = 0;
+            while ((id = atomic_load_explicit(&ticket, memory_order_acquire) >> ID_SHIFT) ==
+                   seen) {
+                CPU_RELAX();
+                if ((++spins & 255) == 0 && now_ns() > until) break;
+            }
+            if (id == seen) {
+                pthread_mutex_lock(&sleep_mu);
+                atomic_fetch_add(&sleeping, 1);
+                while ((id = atomic_load(&ticket) >> ID_SHIFT) == seen)
+                    pthread_cond_wait(&wake, &sleep_mu);
+                atomic_fetch_sub(&sleeping, 1);
+                pthread_mutex_unlock(&sleep_mu);
+            }
+        }
+        seen = id;
+        copy_parts(id);
+    }
+    return NULL;
+}
+
+/* A forked child has none of the parent's threads: start over. */
+static void after_fork_child(void) {
+    pthread_mutex_init(&call_mu, NULL);
+    pthread_mutex_init(&sleep_mu, NULL);
+    pthread_cond_init(&wake, NULL);
+    workers = 0;
+    atomic_store(&sleeping, 0);
+}
+
+/* Start workers until there are want of them (or as many as the system gives). */
+static void grow(int want) {
+    if (!atfork_set) {
+        atfork_set = pthread_atfork(NULL, NULL, after_fork_child) == 0;
+    }
+    while (workers < want) {
+        pthread_t th;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, 64 << 10);
+        int failed = pthread_create(&th, &attr, worker, NULL);
+        pthread_attr_destroy(&attr);
+        if (failed) break;
+        workers++;
+    }
+}
+
+static void parallel_copy(char *dst, const char *src, size_t nbytes, int threads) {
+    pthread_mutex_lock(&call_mu);
+    grow(threads - 1);
+    int helpers = workers < threads - 1 ? workers : threads - 1;
+    size_t parts = (size_t)(helpers + 1) * 2;
+    size_t part = (nbytes + parts - 1) / parts;
+    part = (part + 4095) & ~(size_t)4095;
+    if (part < MIN_PART) part = MIN_PART;
+    parts = (nbytes + part - 1) / part;
+    if (parts < 2 || helpers == 0) {
+        pthread_mutex_unlock(&call_mu);
+        memcpy(dst, src, nbytes);
+        return;
+    }
+    job.dst = dst;
+    job.src = src;
+    job.nbytes = nbytes;
+    job.part = part;
+    atomic_store_explicit(&done, 0, memory_order_relaxed);
+    job_id = (job_id + 1) & ((1ULL << (64 - ID_SHIFT)) - 1);
+    uint64_t id = job_id;
+    atomic_store(&ticket, id << ID_SHIFT | (uint64_t)parts << PARTS_SHIFT);
+    if (atomic_load(&sleeping) > 0) {
+        pthread_mutex_lock(&sleep_mu);
+        pthread_cond_broadcast(&wake);
+        pthread_mutex_unlock(&sleep_mu);
+    }
+    copy_parts(id);
+    unsigned spins = 0;
+    while (atomic_load_explicit(&done, memory_order_acquire) < parts) {
+        CPU_RELAX();
+        if ((++spins & 1023) == 0) sched_yield();
+    }
+    pthread_mutex_unlock(&call_mu);
+}
+
+/* host_copy(dst, src, nbytes, threads): copy nbytes from address src to address dst (not
+ * overlapping) on up to threads threads, the GIL released. */
+PyObject *lc_host_copy(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "host_copy(dst, src, nbytes, threads)");
+        return NULL;
+    }
+    uint64_t dst = PyLong_AsUnsignedLongLong(args[0]);
+    if (dst == (uint64_t)-1 && PyErr_Occurred()) return NULL;
+    uint64_t src = PyLong_AsUnsignedLongLong(args[1]);
+    if (src == (uint64_t)-1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t nbytes = PyLong_AsSsize_t(args[2]);
+    if (nbytes == -1 && PyErr_Occurred()) return NULL;
+    long threads = PyLong_AsLong(args[3]);
+    if (threads == -1 && PyErr_Occurred()) return NULL;
+    if (nbytes < 0) {
+        PyErr_SetString(PyExc_ValueError, "host_copy: nbytes must not be negative");
+        return NULL;
+    }
+    if (nbytes == 0) Py_RETURN_NONE;
+    if (dst == 0 || src == 0) {
+        PyErr_SetString(PyExc_ValueError, "host_copy: null address");
+        return NULL;
+    }
+    if (dst < src + (uint64_t)nbytes && src < dst + (uint64_t)nbytes) {
+        PyErr_SetString(PyExc_ValueError, "host_copy: the ranges overlap");
+        return NULL;
+    }
+    if (threads < 1) threads = 1;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    Py_BEGIN_ALLOW_THREADS
+    if (threads == 1 || (size_t)nbytes < 2 * MIN_PART)
+        memcpy((char *)(uintptr_t)dst, (const char *)(uintptr_t)src, (size_t)nbytes);
+    else
+        parallel_copy((char *)(uintptr_t)dst, (const char *)(uintptr_t)src, (size_t)nbytes,
+                      (int)threads);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* host_copy_workers() -> the pool's started worker threads (tests). */
+PyObject *lc_host_copy_workers(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    int n;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&call_mu);
+    n = workers;
+    pthread_mutex_unlock(&call_mu);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLong(n);
+}
