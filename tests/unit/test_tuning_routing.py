@@ -531,8 +531,28 @@ def test_big_pinned_elementwise_call_goes_to_the_gpu_when_the_cpu_runs_from_memo
                                   pinned_out=True).use_cpu
 
 
-def test_elementwise_calibration_measures_the_big_probe():
+def test_elementwise_calibration_measures_the_probes_past_the_caches():
     rates = crossover_mod.measure_cpu("elementwise")
-    (w_mid, t_mid), (w_big, t_big) = rates["cpu_mid"], rates["cpu_big"]
-    assert w_big > w_mid > 0 and t_big > 0 and t_mid > 0
-    assert "cpu_big" not in crossover_mod.measure_cpu("matmul")
+    points = rates["cpu_points"]
+    assert [w for w, _ in points] == [1 << 17, 1 << 20, 1 << 21]
+    assert all(t > 0 for _, t in points)
+    assert "cpu_points" not in crossover_mod.measure_cpu("matmul")
+
+
+def test_cpu_model_follows_the_polyline_where_thread_counts_change():
+    """Run 44's elementwise calibration: 1M elements (2 host threads) took 527 us and 2M (4
+    threads) 549; the polyline gives 1M its own time where one line through the mid and 2M
+    probes said 288 us. Between points it interpolates, beyond the last it follows the last
+    segment, and a segment that slopes down stays flat."""
+    rates = {"cpu_rate": 2.1e3, "cpu_overhead_us": 3.5,
+             "cpu_points": [[1 << 17, 65.7], [1 << 20, 527.0], [1 << 21, 549.0]]}
+    model = crossover_mod.cpu_model_us
+    assert model(rates, 1 << 20) == pytest.approx(527.0)
+    assert model(rates, 1 << 21) == pytest.approx(549.0)
+    assert model(rates, 3 << 19) == pytest.approx(538.0)
+    assert model(rates, 1 << 22) == pytest.approx(549.0 + 22.0 * 2)
+    assert model(rates, 1 << 16) == pytest.approx((1 << 16) / 2.1e3 + 3.5)
+    down = dict(rates, cpu_points=[[1 << 17, 65.7], [1 << 20, 527.0], [1 << 21, 500.0]])
+    assert model(down, 3 << 19) == pytest.approx(527.0)
+    bad = dict(rates, cpu_points=[[1 << 20, 527.0], [1 << 17, 65.7]])
+    assert model(bad, 1 << 20) == pytest.approx((1 << 20) / 2.1e3 + 3.5)

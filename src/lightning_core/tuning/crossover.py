@@ -7,8 +7,8 @@ calls whose inputs are all on the host; device-resident inputs stay on the devic
                      + bytes_in / h2d + bytes_out / d2h + work / gpu_rate
     cpu_us         = work / cpu_rate + cpu_overhead_us        → CPU when cpu_us < gpu_oneshot_us
 
-(for families with a probe past the caches, ``CPU_BIG``, work above the mid probe follows the
-line through the mid and the big probe's measured times instead).
+(for families with probes past the caches, ``CPU_BIG``, work above the mid probe follows the
+polyline through the mid and those probes' measured times instead).
 
 with work = 2mkn flops (matmul, linear), 4 s^2 d (attention), 2 MACs (conv), elements (the
 rest). Pinned host arrays move at the pinned rate, others at the rate of the backend's staged
@@ -121,13 +121,20 @@ def estimate(spec: OpSpec, call: Call, cal: dict[str, Any], *, pinned_in: tuple[
 
 def cpu_model_us(rates: dict[str, Any], work: float) -> float:
     """The CPU time the calibration predicts for ``work``: the rate line through the tiny and
-    mid probes, and above the mid probe the line through the mid and big probes when the family
-    has one (calibrations stored before the big probe existed keep the first line)."""
-    mid, big = rates.get("cpu_mid"), rates.get("cpu_big")
-    if mid is None or big is None or work <= mid[0] or big[0] <= mid[0]:
+    mid probes, and above the mid probe the polyline through the mid and bigger probes' (work,
+    µs) points when the family has them (``cpu_points``; calibrations stored with one big
+    probe, ``cpu_mid`` and ``cpu_big``, are read as two points; older ones keep the line).
+    Beyond the last point the last segment's slope goes on; a segment never slopes down."""
+    points = rates.get("cpu_points")
+    if points is None and rates.get("cpu_mid") is not None and rates.get("cpu_big") is not None:
+        points = [rates["cpu_mid"], rates["cpu_big"]]
+    if not points or len(points) < 2 or work <= points[0][0]:
         return work / rates["cpu_rate"] + rates["cpu_overhead_us"]
-    slope = max(big[1] - mid[1], 0.0) / (big[0] - mid[0])
-    return mid[1] + (work - mid[0]) * slope
+    segments = list(zip(points, points[1:]))
+    if any(w1 <= w0 for (w0, _), (w1, _) in segments):  # not increasing: unusable
+        return work / rates["cpu_rate"] + rates["cpu_overhead_us"]
+    (w0, t0), (w1, t1) = next((seg for seg in segments if work <= seg[1][0]), segments[-1])
+    return t0 + (work - w0) * max(t1 - t0, 0.0) / (w1 - w0)
 
 
 _DUPLEX_COST = 1.12
@@ -320,13 +327,14 @@ def settled_us(measure: Any, *, tries: int = 6, agree: float = 1.2) -> float:
 
 def measure_cpu(family: str) -> dict[str, Any]:
     """The CPU path's fixed cost (tiny probe) and rate (mid probe minus tiny), work per µs;
-    with a probe past the caches (``CPU_BIG``) also the mid and big probes' (work, µs)."""
+    with probes past the caches (``CPU_BIG``) also the mid and those probes' (work, µs)
+    points (``cpu_points``)."""
     key, tiny_dims, cpu_dims, _ = PROBES[family]
     spec = SPECS[key]
     host = HostRunner()
     impl = implementations("cpu", key)[0]
     times = []
-    for dims in (tiny_dims, cpu_dims, *((CPU_BIG[family],) if family in CPU_BIG else ())):
+    for dims in (tiny_dims, cpu_dims, *CPU_BIG.get(family, ())):
         call = make_call(key, dims)
         inputs = _probe_inputs(call)
         out = host.output(call)
@@ -337,8 +345,8 @@ def measure_cpu(family: str) -> dict[str, Any]:
     rate = (w_mid - w_tiny) / max(t_mid - t_tiny, 1e-3)
     rates: dict[str, Any] = {"cpu_rate": rate,
                              "cpu_overhead_us": max(t_tiny - w_tiny / rate, 0.0)}
-    if len(times) == 3:
-        rates["cpu_mid"], rates["cpu_big"] = [w_mid, t_mid], list(times[2])
+    if len(times) > 2:
+        rates["cpu_points"] = [list(point) for point in times[1:]]
     return rates
 
 
