@@ -173,7 +173,9 @@ def test_stream_capsule_reports_cupys_current_stream(cp):
         pytest.skip("this CuPy does not export get_current_stream_ptr: the lane asks current()")
     get = ctypes.pythonapi.PyCapsule_GetPointer
     get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-    fn = ctypes.CFUNCTYPE(ctypes.c_ssize_t)(get(capsule, b"intptr_t (void)"))
+    # PYFUNCTYPE: called with the GIL held, as the lane calls it (CuPy's function reads
+    # Python thread state; a CFUNCTYPE call would release the GIL first).
+    fn = ctypes.PYFUNCTYPE(ctypes.c_ssize_t)(get(capsule, b"intptr_t (void)"))
 
     def agrees() -> None:
         assert fn() == cp.cuda.get_current_stream().ptr
