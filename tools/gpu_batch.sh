@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One batch on the GPU machine: GPU test suite, CUDA acceptance targets (TARGETS=0 skips them),
+# One batch on the GPU machine: GPU test suite (TESTS=0 skips it), CUDA acceptance targets
+# (TARGETS=0 skips them),
 # memcheck on the CUDA kernel tests (SANITIZE=1), racecheck on the attention kernels'
 # tests (RACECHECK=1), a host profile (PROFILE=0 skips it),
 # `lc bench all` (BENCH_ALL=1, packed as $OUT/bench_all.tar: the device tool returns a limited
@@ -12,10 +13,12 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv > "
 # The suite tunes and calibrates under its own load (e.g. two processes tuning at once); its
 # tuning cache must not become the targets' (run 26: a CPU GEMM rate calibrated during the
 # suite at 7 GFLOP/s sent matmul 256^3 one-shots to the GPU).
-LC_TUNE_CACHE_FILE=/tmp/lc_tune_pytest.json timeout ${TEST_S:-240} python3 -m pytest -q \
-    -p no:cacheprovider --tb=short --timeout 60 tests \
-    > "$OUT/test_gpu.log" 2>&1; echo "pytest rc=$?" >> "$OUT/test_gpu.log"
-tail -3 "$OUT/test_gpu.log"
+if [ "${TESTS:-1}" = 1 ]; then
+  LC_TUNE_CACHE_FILE=/tmp/lc_tune_pytest.json timeout ${TEST_S:-240} python3 -m pytest -q \
+      -p no:cacheprovider --tb=short --timeout 60 -rf tests \
+      > "$OUT/test_gpu.log" 2>&1; echo "pytest rc=$?" >> "$OUT/test_gpu.log"
+  tail -3 "$OUT/test_gpu.log"
+fi
 if [ "${TARGETS:-1}" = 1 ]; then
   timeout ${TARGET_S:-200} python3 -m lightning_core.bench.targets --out "$OUT/cuda_targets.json" \
       > "$OUT/targets.log" 2>&1; echo "targets rc=$?" >> "$OUT/targets.log"

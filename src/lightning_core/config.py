@@ -96,8 +96,9 @@ _KNOB_LIST = (
          "Result bytes per chunk when a one-shot elementwise call on page-locked host arrays "
          "overlaps its uploads, kernels and downloads (0: no overlap)."),
     Knob("LC_NATIVE_LANE", _parse_bool, True,
-         "Steady-state calls take the native (C) fast lane, built on first use with the C "
-         "compiler Python was built with; 0: the Python lane only."),
+         "Steady-state calls take the native (C) fast lane and pageable host arrays are staged "
+         "by its C thread pool, built on first use with the C compiler Python was built with; "
+         "0: the Python lane and the Python host pool only."),
     Knob("LC_NATIVE_CC", str, "",
          "C compiler command for the native lane's build (default: the one Python was built "
          "with, sysconfig's CC)."),
