@@ -1,10 +1,12 @@
 """Where a one-shot (NumPy in, NumPy out) CUDA call spends its time.
 
-For matmul 1024^3 with ordinary NumPy inputs and matrix_sub 1024^2 with pinned inputs: the
-call's median, the staged upload of the same inputs alone (and with 1-8 copy threads), the
-driver's own pageable copy and torch's, the host copy into pinned memory alone, the device
-GEMM plus the pinned download, the pinned result allocation alone, and a cProfile of 40 calls (wall time sits in the waits: copy threads, DMA, sync). Run
-on the GPU machine: PYTHONPATH=src python3 tools/probe_oneshot.py [out.txt]
+For matmul 1024^3 with ordinary and with pinned NumPy inputs and matrix_sub 1024^2 with pinned
+inputs: the call's median, the staged upload of the same inputs alone (native and Python copy
+pools), the driver's own pageable copy and torch's, the host copy into pinned memory alone,
+the device GEMM plus the pinned download, the pinned call's steps alone (its floor from
+Python), the pinned result allocation alone, and a cProfile of 40 calls of each (wall time
+sits in the waits: copy threads, DMA, sync). Run on the GPU machine:
+PYTHONPATH=src python3 tools/probe_oneshot.py [out.txt]
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from profile_overhead import profile_text, report
 
 import lightning_core as lc
+from lightning_core.backends.cuda import memory
 from lightning_core.backends.cuda.memory import pinned_empty
 from lightning_core.bench.suites.timers import host_median_us
 from lightning_core.runtime.backend import get_backend
@@ -35,14 +38,15 @@ def main(path: str | None) -> None:
         io.upload_many([(a, da), (b, db)])
         io._stream.synchronize()
 
-    def upload_two_with(workers: int):
+    def upload_two_on(pool: str):
         def run() -> None:
-            saved = io._workers
-            io._workers = lambda nbytes: workers
+            saved = memory._host_copy
+            if pool == "python":
+                memory._host_copy = lambda: None
             try:
                 upload_two()
             finally:
-                io._workers = saved
+                memory._host_copy = saved
         return run
 
     def driver_pageable() -> None:  # the driver's own staging (cudaMemcpy from pageable)
@@ -75,6 +79,25 @@ def main(path: str | None) -> None:
         io.upload_many([(a, xa), (b, xb)])
         io.download_new(lc.matmul2d(xa, xb))
 
+    stream = io._stream
+    out_pinned = pinned_empty((1024, 1024))
+    dc = cp.empty((1024, 1024), np.float32)
+    memcpy = cp.cuda.runtime.memcpyAsync
+
+    def pinned_floor(fresh: bool):
+        # The pinned one-shot's steps with nothing else: two direct uploads, cuBLAS through
+        # CuPy, the download into a pinned result, the sync (fresh: a new pinned result).
+        def run() -> None:
+            out = pinned_empty((1024, 1024)) if fresh else out_pinned
+            sp = stream.ptr
+            memcpy(da.data.ptr, pa.ctypes.data, pa.nbytes, 1, sp)
+            memcpy(db.data.ptr, pb.ctypes.data, pb.nbytes, 1, sp)
+            with stream:
+                cp.matmul(da, db, out=dc)
+            memcpy(out.ctypes.data, dc.data.ptr, out.nbytes, 2, sp)
+            stream.synchronize()
+        return run
+
     import torch
 
     def torch_two() -> None:
@@ -86,21 +109,25 @@ def main(path: str | None) -> None:
         ("matmul 1024^3 one-shot, pageable", lambda: lc.matmul2d(a, b, "cuda")),
         ("matmul 1024^3 one-shot, pinned", lambda: lc.matmul2d(pa, pb, "cuda")),
         ("upload_many 2 x 4 MB pageable + sync", upload_two),
-        *[(f"upload_many 2 x 4 MB, {w} copy threads", upload_two_with(w)) for w in (1, 2, 4, 8)],
+        *[(f"upload_many 2 x 4 MB, {p} pool", upload_two_on(p)) for p in ("native", "python")],
         ("driver pageable copy 2 x 4 MB + sync", driver_pageable),
         ("torch from_numpy().cuda() 2 x 4 MB + sync", torch_two),
-        *[(f"host copy 4 MB into pinned, {w} threads", host_copy(w)) for w in (1, 2, 4, 8)],
+        *[(f"host copy 4 MB into pinned, {w} threads", host_copy(w)) for w in (1, 4)],
         ("device gemm + download_new (pinned out)", gemm_and_download),
         ("upload_many + gemm + download_new", composite),
         ("the same on new device arrays", composite_fresh),
         ("matmul 1024^3 one-shot, pageable (again)", lambda: lc.matmul2d(a, b, "cuda")),
         ("pinned_empty 4 MB", lambda: pinned_empty((1024, 1024))),
+        ("pinned steps alone (uploads, GEMM, download, sync)", pinned_floor(False)),
+        ("the same into a new pinned result", pinned_floor(True)),
+        ("matmul 1024^3 one-shot, pinned (again)", lambda: lc.matmul2d(pa, pb, "cuda")),
         ("matrix_sub 1024^2 one-shot, pinned", lambda: lc.matrix_sub(flat_a, flat_b, 1024, 1024,
                                                                      "cuda")),
     ]
     lines = [f"{name:44s} {host_median_us(fn):9.1f} us" for name, fn in rows]
     by_name = dict(rows)
-    for name in ("matmul 1024^3 one-shot, pageable", "matrix_sub 1024^2 one-shot, pinned"):
+    for name in ("matmul 1024^3 one-shot, pageable", "matmul 1024^3 one-shot, pinned",
+                 "matrix_sub 1024^2 one-shot, pinned"):
         lines.append(profile_text(name, by_name[name], 40, 16))
     report("\n".join(lines), path)
 
