@@ -1,5 +1,5 @@
 """The native parallel host copy (``native/hostcopy.c``): exact bytes at any size, offset and
-thread count, from several Python threads at once and in a forked child, and clear errors for
+thread count, with plain and with streaming stores, from several Python threads at once and in a forked child, and clear errors for
 bad arguments before anything is touched. The CUDA staging that uses it is covered by the
 one-shot tests under ``tests/device/cuda``.
 """
@@ -34,13 +34,15 @@ def _addr(a: np.ndarray) -> int:
     return a.__array_interface__["data"][0]
 
 
-@pytest.mark.parametrize("nbytes", [1, 4095, 65536, 131073, (1 << 20) + 3, (5 << 20) + 4097])
+@pytest.mark.parametrize("nbytes", [1, 255, 256, 4095, 65536, 131073, (1 << 20) + 3,
+                                    (5 << 20) + 4097])
 @pytest.mark.parametrize("threads", [1, 2, 3, 8])
-def test_copies_every_byte_exactly(copy, rng, nbytes, threads):
+@pytest.mark.parametrize("streaming", [False, True])
+def test_copies_every_byte_exactly(copy, rng, nbytes, threads, streaming):
     src = rng.integers(0, 256, nbytes + 16, dtype=np.uint8)
     dst = np.full(nbytes + 32, 0xAB, np.uint8)  # poisoned, with guard bytes both sides
-    s_off, d_off = 3, 7  # unaligned on both sides
-    copy(_addr(dst) + d_off, _addr(src) + s_off, nbytes, threads)
+    s_off, d_off = 3, 7  # unaligned on both sides (streaming stores align the destination)
+    copy(_addr(dst) + d_off, _addr(src) + s_off, nbytes, threads, streaming)
     np.testing.assert_array_equal(dst[d_off:d_off + nbytes], src[s_off:s_off + nbytes])
     assert (dst[:d_off] == 0xAB).all() and (dst[d_off + nbytes:] == 0xAB).all()
 
@@ -62,6 +64,8 @@ def test_bad_arguments_are_refused(copy):
         copy(0, _addr(other), 16, 2)
     with pytest.raises(TypeError):
         copy(_addr(buf), _addr(other), 16)
+    with pytest.raises(TypeError):
+        copy(_addr(buf), _addr(other), 16, 2, True, "extra")
     with pytest.raises((TypeError, OverflowError)):
         copy(_addr(buf), -5, 16, 2)
     assert not buf.any()
