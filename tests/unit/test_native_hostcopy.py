@@ -47,6 +47,21 @@ def test_copies_every_byte_exactly(copy, rng, nbytes, threads, streaming):
     assert (dst[:d_off] == 0xAB).all() and (dst[d_off + nbytes:] == 0xAB).all()
 
 
+def test_pieces_marked_not_last_then_last(copy, rng):
+    """An upload's pieces: all but the final one say more follow (the workers keep spinning),
+    the final one lets them sleep; every byte lands either way, also after they slept."""
+    n = 4 << 20
+    src = rng.integers(0, 256, n, dtype=np.uint8)
+    dst = np.zeros(n, np.uint8)
+    piece = 1 << 20
+    for _ in range(3):
+        dst[:] = 0
+        for lo in range(0, n, piece):
+            copy(_addr(dst) + lo, _addr(src) + lo, piece, 4, True, lo + piece == n)
+        np.testing.assert_array_equal(dst, src)
+        time.sleep(0.001)  # the workers are asleep now: the next copy wakes them
+
+
 def test_zero_bytes_touch_nothing(copy):
     dst = np.zeros(8, np.uint8)
     copy(_addr(dst), _addr(np.ones(8, np.uint8)), 0, 4)
@@ -65,7 +80,7 @@ def test_bad_arguments_are_refused(copy):
     with pytest.raises(TypeError):
         copy(_addr(buf), _addr(other), 16)
     with pytest.raises(TypeError):
-        copy(_addr(buf), _addr(other), 16, 2, True, "extra")
+        copy(_addr(buf), _addr(other), 16, 2, True, True, "extra")
     with pytest.raises((TypeError, OverflowError)):
         copy(_addr(buf), -5, 16, 2)
     assert not buf.any()

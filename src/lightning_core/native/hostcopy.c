@@ -15,7 +15,10 @@
  * counted in done; the caller returns when done == parts.
  *
  * Idle workers spin on the ticket for SPIN_NS (back-to-back pieces of one upload find them
- * awake), then sleep on a condition variable; the caller wakes sleepers after publishing.
+ * awake), then sleep on a condition variable; the caller wakes sleepers after publishing. A
+ * copy marked last (the default; an upload marks all its pieces but the final one otherwise)
+ * sends them to sleep at once: spinning threads would take cores from whatever the caller
+ * runs next on the CPU.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,7 +35,7 @@
 
 #define MAX_THREADS 64
 #define MIN_PART ((size_t)64 << 10)  /* below this a part is not worth a thread */
-#define SPIN_NS 200000LL             /* how long an idle worker stays awake */
+#define SPIN_NS 50000LL              /* how long an idle worker stays awake between pieces */
 #define ID_SHIFT 40
 #define PARTS_SHIFT 20
 #define FIELD ((1ULL << 20) - 1)
@@ -54,6 +57,7 @@ static struct {
 static _Atomic uint64_t ticket;     /* id << 40 | parts << 20 | next part */
 static _Atomic size_t done;         /* parts finished of the published job */
 static _Atomic int sleeping;        /* workers waiting on wake */
+static _Atomic uint64_t rest_after; /* the id of a job marked last: no spinning after it */
 static uint64_t job_id;             /* written under call_mu */
 static int workers;                 /* started, under call_mu */
 static pthread_mutex_t call_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -119,7 +123,7 @@ static void *worker(void *unused) {
     uint64_t seen = atomic_load(&ticket) >> ID_SHIFT;
     for (;;) {
         uint64_t id = atomic_load_explicit(&ticket, memory_order_acquire) >> ID_SHIFT;
-        if (id == seen) {
+        if (id == seen && atomic_load_explicit(&rest_after, memory_order_relaxed) != seen) {
             long long until = now_ns() + SPIN_NS;
             unsigned spins = 0;
             while ((id = atomic_load_explicit(&ticket, memory_order_acquire) >> ID_SHIFT) ==
@@ -127,14 +131,14 @@ static void *worker(void *unused) {
                 CPU_RELAX();
                 if ((++spins & 255) == 0 && now_ns() > until) break;
             }
-            if (id == seen) {
-                pthread_mutex_lock(&sleep_mu);
-                atomic_fetch_add(&sleeping, 1);
-                while ((id = atomic_load(&ticket) >> ID_SHIFT) == seen)
-                    pthread_cond_wait(&wake, &sleep_mu);
-                atomic_fetch_sub(&sleeping, 1);
-                pthread_mutex_unlock(&sleep_mu);
-            }
+        }
+        if (id == seen) {  /* nothing new while spinning, or told to rest: sleep */
+            pthread_mutex_lock(&sleep_mu);
+            atomic_fetch_add(&sleeping, 1);
+            while ((id = atomic_load(&ticket) >> ID_SHIFT) == seen)
+                pthread_cond_wait(&wake, &sleep_mu);
+            atomic_fetch_sub(&sleeping, 1);
+            pthread_mutex_unlock(&sleep_mu);
         }
         seen = id;
         copy_parts(id);
@@ -169,7 +173,8 @@ static void grow(int want) {
     }
 }
 
-static void parallel_copy(char *dst, const char *src, size_t nbytes, int threads, int stream) {
+static void parallel_copy(char *dst, const char *src, size_t nbytes, int threads, int stream,
+                          int last) {
     pthread_mutex_lock(&call_mu);
     grow(threads - 1);
     int helpers = workers < threads - 1 ? workers : threads - 1;
@@ -191,6 +196,7 @@ static void parallel_copy(char *dst, const char *src, size_t nbytes, int threads
     atomic_store_explicit(&done, 0, memory_order_relaxed);
     job_id = (job_id + 1) & ((1ULL << (64 - ID_SHIFT)) - 1);
     uint64_t id = job_id;
+    atomic_store_explicit(&rest_after, last ? id : 0, memory_order_relaxed);
     atomic_store(&ticket, id << ID_SHIFT | (uint64_t)parts << PARTS_SHIFT);
     if (atomic_load(&sleeping) > 0) {
         pthread_mutex_lock(&sleep_mu);
@@ -206,17 +212,20 @@ static void parallel_copy(char *dst, const char *src, size_t nbytes, int threads
     pthread_mutex_unlock(&call_mu);
 }
 
-/* host_copy(dst, src, nbytes, threads, stream=False): copy nbytes from address src to
- * address dst (not overlapping) on up to threads threads, the GIL released; stream: with
- * non-temporal stores (x86-64; elsewhere ignored). */
+/* host_copy(dst, src, nbytes, threads, stream=False, last=True): copy nbytes from address
+ * src to address dst (not overlapping) on up to threads threads, the GIL released; stream:
+ * with non-temporal stores (x86-64; elsewhere ignored); last=False: more copies follow at
+ * once, the workers stay awake for them. */
 PyObject *lc_host_copy(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 4 && nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "host_copy(dst, src, nbytes, threads, stream=False)");
+    if (nargs < 4 || nargs > 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "host_copy(dst, src, nbytes, threads, stream=False, last=True)");
         return NULL;
     }
-    int stream = 0;
-    if (nargs == 5 && (stream = PyObject_IsTrue(args[4])) < 0) return NULL;
+    int stream = 0, last = 1;
+    if (nargs >= 5 && (stream = PyObject_IsTrue(args[4])) < 0) return NULL;
+    if (nargs == 6 && (last = PyObject_IsTrue(args[5])) < 0) return NULL;
     uint64_t dst = PyLong_AsUnsignedLongLong(args[0]);
     if (dst == (uint64_t)-1 && PyErr_Occurred()) return NULL;
     uint64_t src = PyLong_AsUnsignedLongLong(args[1]);
@@ -245,7 +254,7 @@ PyObject *lc_host_copy(PyObject *module, PyObject *const *args, Py_ssize_t nargs
         copy_part((char *)(uintptr_t)dst, (const char *)(uintptr_t)src, (size_t)nbytes, stream);
     else
         parallel_copy((char *)(uintptr_t)dst, (const char *)(uintptr_t)src, (size_t)nbytes,
-                      (int)threads, stream);
+                      (int)threads, stream, last);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }

@@ -53,7 +53,9 @@ PROBES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
 # threads, 2M on 4), so time is not linear in size there: run 44 measured 527 us at 1M and 549
 # at 2M, and a line through the mid and 2M probes put 1M at 288 us (a pinned 1024x1024
 # matrix_sub went to the CPU, 565 us, where CUDA took 289). Above the mid probe the CPU
-# estimate follows the polyline through the probes' times.
+# estimate follows the polyline through the probes' times. These probes rotate through 128 MB
+# of inputs and outputs (run 49's calibration, on repeated inputs, put 1M at 389 us where the
+# calls took 585).
 CPU_BIG: dict[str, tuple[tuple[int, ...], ...]] = {"elementwise": ((1 << 20,), (1 << 21,))}
 
 
