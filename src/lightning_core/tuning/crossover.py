@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import itertools
 import math
 import threading
 import time
@@ -131,7 +132,7 @@ def cpu_model_us(rates: dict[str, Any], work: float) -> float:
         points = [rates["cpu_mid"], rates["cpu_big"]]
     if not points or len(points) < 2 or work <= points[0][0]:
         return work / rates["cpu_rate"] + rates["cpu_overhead_us"]
-    segments = list(zip(points, points[1:]))
+    segments = list(itertools.pairwise(points))
     if any(w1 <= w0 for (w0, _), (w1, _) in segments):  # not increasing: unusable
         return work / rates["cpu_rate"] + rates["cpu_overhead_us"]
     (w0, t0), (w1, t1) = next((seg for seg in segments if work <= seg[1][0]), segments[-1])
