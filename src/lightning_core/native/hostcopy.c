@@ -194,7 +194,10 @@ static void parallel_copy(char *dst, const char *src, size_t nbytes, int threads
     job.nbytes = nbytes;
     job.part = part;
     atomic_store_explicit(&done, 0, memory_order_relaxed);
+    /* Ids wrap within their 24 bits and skip 0: the ticket's first value, and rest_after's
+     * "none". */
     job_id = (job_id + 1) & ((1ULL << (64 - ID_SHIFT)) - 1);
+    if (job_id == 0) job_id = 1;
     uint64_t id = job_id;
     atomic_store_explicit(&rest_after, last ? id : 0, memory_order_relaxed);
     atomic_store(&ticket, id << ID_SHIFT | (uint64_t)parts << PARTS_SHIFT);
