@@ -65,7 +65,8 @@ _ONLY_OURS = _held_refcount()
 
 
 def _host_copy() -> Any:
-    """The native parallel copy ``host_copy(dst, src, nbytes, threads)``, or None."""
+    """The native parallel copy ``host_copy(dst, src, nbytes, threads, stream=False,
+    last=True)`` (``native/hostcopy.c``), or None when the native module is off or unbuilt."""
     from ...native import load  # noqa: PLC0415 - built on first use, knob read each call
 
     module = load()
