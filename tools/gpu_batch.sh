@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One batch on the GPU machine: GPU test suite (TESTS=0 skips it), CUDA acceptance targets
 # (TARGETS=0 skips them),
-# memcheck on the CUDA kernel tests (SANITIZE=1), racecheck on the attention kernels'
-# tests (RACECHECK=1), a host profile (PROFILE=0 skips it),
+# memcheck on the CUDA kernel tests (SANITIZE=1), racecheck on the tests of every kernel that
+# shares memory between threads (RACECHECK=1), a host profile (PROFILE=0 skips it),
 # `lc bench all` (BENCH_ALL=1, packed as $OUT/bench_all.tar: the device tool returns a limited
 # number of files).
 # Results land in $OUT (logs, JSON, CSV).
@@ -40,6 +40,13 @@ if [ "${RACECHECK:-0}" = 1 ]; then
       tests/backend/test_cuda_attention_conv.py > "$OUT/racecheck.log" 2>&1
   echo "racecheck rc=$?" >> "$OUT/racecheck.log"
   tail -3 "$OUT/racecheck.log"
+  # The other kernels that share memory between threads: the tiled GEMM (warps summed through
+  # shared memory), the row reductions (softmax, layer_norm) and the conv kernels.
+  timeout ${RACECHECK_S:-150} compute-sanitizer --tool racecheck --error-exitcode 1 python3 -m \
+      pytest -q -p no:cacheprovider -rf -k cuda tests/device/cuda/test_cuda_gemm_tiled.py \
+      tests/backend/test_nn_ops.py tests/backend/test_conv.py > "$OUT/racecheck_shared.log" 2>&1
+  echo "racecheck rc=$?" >> "$OUT/racecheck_shared.log"
+  tail -3 "$OUT/racecheck_shared.log"
 fi
 if [ "${PROFILE:-1}" = 1 ]; then
   timeout 60 python3 tools/profile_overhead.py "$OUT/profile.txt" > /dev/null 2>&1 || echo "profile failed"
