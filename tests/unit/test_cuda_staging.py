@@ -194,3 +194,20 @@ def test_pipeline_chunk_count_follows_the_knob():
         assert chunk_count(64 * mib) == 0
     with config.override(LC_PIPELINE_CHUNK_BYTES=256 << 10):
         assert chunk_count(mib) == 4
+
+
+def test_recycler_lists_keep_their_identity():
+    """The native lane holds the recycler's two lists (``kept``, ``kept_streams``): they are
+    filled and emptied in place, never replaced, and stay index for index."""
+    rec = memory.Recycler(np.empty, (4,), np.dtype(np.float32))
+    kept, streams = rec.kept, rec.kept_streams
+    held = [rec.take(7), rec.take(7)]
+    assert rec.kept is kept and rec.kept_streams is streams
+    assert all(a is b for a, b in zip(kept, held, strict=True)) and streams == [7, 7]
+    del held
+    assert rec.take(7) is kept[0]  # dropped by the caller: handed out again
+    assert rec.take(9) is not kept[0]  # another stream: a new one (no room left to keep it)
+    rec.release()
+    assert rec.kept is kept and rec.kept_streams is streams and kept == [] == streams
+    rec.take(3)
+    assert len(kept) == len(streams) == 1 and streams == [3]

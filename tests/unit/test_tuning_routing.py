@@ -539,6 +539,27 @@ def test_elementwise_calibration_measures_the_probes_past_the_caches():
     assert "cpu_points" not in crossover_mod.measure_cpu("matmul")
 
 
+def test_probes_past_the_caches_rotate_through_their_data(monkeypatch):
+    """The 1M and 2M elementwise probes each run on a different (inputs, out) set in turn,
+    enough of them to hold 128 MB, so no run finds the previous run's data in the caches."""
+    from lightning_core.tuning.measure import HostRunner
+
+    seen = []
+
+    def rotating(self, impl, sets, call, *, warmup, runs, budget_s):
+        ids = {id(out) for _, out in sets}
+        seen.append((math.prod(call.out_shape), len(sets), len(ids)))
+        return 100.0
+
+    monkeypatch.setattr(HostRunner, "time_rotating_us", rotating)
+    rates = crossover_mod.measure_cpu("elementwise")
+    assert sorted({n for n, _, _ in seen}) == [1 << 20, 1 << 21]
+    for n, count, distinct in seen:
+        per_set = 3 * 4 * n  # two float32 inputs and the output
+        assert count == distinct and count * per_set >= 128 << 20 and count >= 2
+    assert [w for w, _ in rates["cpu_points"][1:]] == [1 << 20, 1 << 21]
+
+
 def test_cpu_model_follows_the_polyline_where_thread_counts_change():
     """Run 44's elementwise calibration: 1M elements (2 host threads) took 527 us and 2M (4
     threads) 549; the polyline gives 1M its own time where one line through the mid and 2M
