@@ -25,6 +25,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -58,12 +59,15 @@ static _Atomic uint64_t ticket;     /* id << 40 | parts << 20 | next part */
 static _Atomic size_t done;         /* parts finished of the published job */
 static _Atomic int sleeping;        /* workers waiting on wake */
 static _Atomic uint64_t rest_after; /* the id of a job marked last: no spinning after it */
+static _Atomic int helpers_wanted;  /* workers with a lower index take part in the job */
 static uint64_t job_id;             /* written under call_mu */
 static int workers;                 /* started, under call_mu */
 static pthread_mutex_t call_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t sleep_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
-static int atfork_set;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static int atfork_ok;      /* the fork handler is registered: workers may be started */
+static int create_failed;  /* pthread_create refused once: do not retry on every call */
 
 static long long now_ns(void) {
     struct timespec t;
@@ -118,8 +122,8 @@ static void copy_parts(uint64_t id) {
     }
 }
 
-static void *worker(void *unused) {
-    (void)unused;
+static void *worker(void *arg) {
+    const int index = (int)(intptr_t)arg;  /* 0 .. workers - 1, in the order started */
     uint64_t seen = atomic_load(&ticket) >> ID_SHIFT;
     for (;;) {
         uint64_t id = atomic_load_explicit(&ticket, memory_order_acquire) >> ID_SHIFT;
@@ -141,7 +145,9 @@ static void *worker(void *unused) {
             pthread_mutex_unlock(&sleep_mu);
         }
         seen = id;
-        copy_parts(id);
+        /* A call asking for fewer threads than the pool has leaves the later workers out
+         * (a stale read only changes who helps, never what is copied). */
+        if (index < atomic_load(&helpers_wanted)) copy_parts(id);
     }
     return NULL;
 }
@@ -152,25 +158,38 @@ static void after_fork_child(void) {
     pthread_mutex_init(&sleep_mu, NULL);
     pthread_cond_init(&wake, NULL);
     workers = 0;
+    create_failed = 0;
     atomic_store(&sleeping, 0);
 }
 
-/* Start workers until there are want of them (or as many as the system gives). */
+static void register_atfork(void) {
+    atfork_ok = pthread_atfork(NULL, NULL, after_fork_child) == 0;
+}
+
+/* Start workers until there are want of them (or as many as the system gives). None without
+ * the fork handler: a forked child must not inherit a pool it does not have. Workers start
+ * with every signal blocked (signals are for the interpreter's threads) and a 256 KiB stack. */
 static void grow(int want) {
-    if (!atfork_set) {
-        atfork_set = pthread_atfork(NULL, NULL, after_fork_child) == 0;
-    }
+    pthread_once(&atfork_once, register_atfork);
+    if (!atfork_ok || create_failed) return;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     while (workers < want) {
         pthread_t th;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, 64 << 10);
-        int failed = pthread_create(&th, &attr, worker, NULL);
+        pthread_attr_setstacksize(&attr, 256 << 10);
+        int failed = pthread_create(&th, &attr, worker, (void *)(intptr_t)workers);
         pthread_attr_destroy(&attr);
-        if (failed) break;
+        if (failed) {
+            create_failed = 1;
+            break;
+        }
         workers++;
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 static void parallel_copy(char *dst, const char *src, size_t nbytes, int threads, int stream,
@@ -200,6 +219,7 @@ static void parallel_copy(char *dst, const char *src, size_t nbytes, int threads
     if (job_id == 0) job_id = 1;
     uint64_t id = job_id;
     atomic_store_explicit(&rest_after, last ? id : 0, memory_order_relaxed);
+    atomic_store_explicit(&helpers_wanted, helpers, memory_order_relaxed);
     atomic_store(&ticket, id << ID_SHIFT | (uint64_t)parts << PARTS_SHIFT);
     if (atomic_load(&sleeping) > 0) {
         pthread_mutex_lock(&sleep_mu);
@@ -215,15 +235,15 @@ static void parallel_copy(char *dst, const char *src, size_t nbytes, int threads
     pthread_mutex_unlock(&call_mu);
 }
 
-/* host_copy(dst, src, nbytes, threads, stream=False, last=True): copy nbytes from address
- * src to address dst (not overlapping) on up to threads threads, the GIL released; stream:
- * with non-temporal stores (x86-64; elsewhere ignored); last=False: more copies follow at
- * once, the workers stay awake for them. */
+/* host_copy(dst, src, nbytes, threads[, stream[, last]]), positional only: copy nbytes from
+ * address src to address dst (not overlapping) on up to threads threads, the GIL released;
+ * stream (default false): with non-temporal stores (x86-64; elsewhere ignored); last (default
+ * true) false: more copies follow at once, the workers stay awake for them. */
 PyObject *lc_host_copy(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
     if (nargs < 4 || nargs > 6) {
         PyErr_SetString(PyExc_TypeError,
-                        "host_copy(dst, src, nbytes, threads, stream=False, last=True)");
+                        "host_copy(dst, src, nbytes, threads[, stream[, last]])");
         return NULL;
     }
     int stream = 0, last = 1;

@@ -819,8 +819,8 @@ static PyMethodDef module_methods[] = {
     {"driver", lane_driver, METH_NOARGS,
      "driver() -> bool: look up cuLaunchKernel in libcuda.so.1 (True when found)"},
     {"host_copy", (PyCFunction)(void (*)(void))lc_host_copy, METH_FASTCALL,
-     "host_copy(dst, src, nbytes, threads, stream=False, last=True): copy between host "
-     "addresses on a thread pool (stream: non-temporal stores; last=False: more follow)"},
+     "host_copy(dst, src, nbytes, threads[, stream[, last]]): copy between host addresses on "
+     "a thread pool (stream: non-temporal stores; last false: more copies follow)"},
     {"host_copy_workers", lc_host_copy_workers, METH_NOARGS,
      "host_copy_workers() -> int: worker threads the host copy pool has started"},
     {NULL, NULL, 0, NULL}};
