@@ -211,3 +211,44 @@ def test_recycler_lists_keep_their_identity():
     assert rec.kept is kept and rec.kept_streams is streams and kept == [] == streams
     rec.take(3)
     assert len(kept) == len(streams) == 1 and streams == [3]
+
+
+def test_recycler_lists_stay_in_step_under_threads():
+    """Takes on several threads while another releases again and again (as an out-of-memory
+    on one thread does): the two lists always end the same length, each stream paired with
+    its own array, and a take never fails."""
+    import sys
+    import threading
+    import time
+
+    rec = memory.Recycler(np.empty, (4,), np.dtype(np.float32), slots=4)
+    errors = []
+    stop = threading.Event()
+
+    def taker(stream):
+        try:
+            while not stop.is_set():
+                arr = rec.take(stream)
+                arr[0] = stream
+                del arr
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=taker, args=(s,)) for s in (1, 2, 3)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            rec.release()
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert len(rec.kept) == len(rec.kept_streams)
+    for arr, stream in zip(rec.kept, rec.kept_streams, strict=True):
+        assert arr[0] == stream  # the array was made (and last used) on its own stream

@@ -200,7 +200,8 @@ CAL = {"h2d_gbps": {"pinned": 50.0, "pageable": 10.0},
        "families": {"matmul": {"cpu_rate": 1e5, "cpu_overhead_us": 5.0, "gpu_rate": 1e7},
                     "elementwise": {"cpu_rate": 1e3, "cpu_overhead_us": 2.0, "gpu_rate": 1e5},
                     "attention": {"cpu_rate": 1e4, "cpu_overhead_us": 8.0, "gpu_rate": 1e6},
-                    "conv2d": {"cpu_rate": 2e4, "cpu_overhead_us": 10.0, "gpu_rate": 1e6}}}
+                    "conv2d": {"cpu_rate": 2e4, "cpu_overhead_us": 10.0, "gpu_rate": 1e6}},
+       "format": crossover_mod._CAL_FORMAT}
 
 
 def test_crossover_model_with_injected_numbers():
@@ -355,6 +356,17 @@ def test_crossover_calibration_sources(tmp_path, monkeypatch):
         assert hook.calibration(gpu, "attention") == CAL
     assert measured == [("matmul",)]  # measured once, then read back
     assert tuner.report([gpu])["calibration"][tuner.machine(gpu)[1]] == CAL
+    # A calibration stored by an older format (no "format", or another one) is measured
+    # again: its transfer rates came from the Python staging pool.
+    fp, mid = tuner.machine(gpu)
+    for stale in ({k: v for k, v in CAL.items() if k != "format"},
+                  {**CAL, "format": crossover_mod._CAL_FORMAT - 1}):
+        tuner.cache.put_calibration(fp, mid, stale)
+        hook.forget()
+        measured.clear()
+        with config.override(LC_TUNE=1):
+            assert hook.calibration(gpu, "matmul") == CAL
+        assert measured == [("matmul",)]
 
 
 def test_reset_functions_drop_in_memory_entries(tmp_path):
@@ -493,22 +505,24 @@ def test_cublas_is_the_cuda_matmul_default_whatever_imports_first():
     assert backend_mod._IMPLS[("cuda", "matmul")][0].variant == "cublas"
 
 
-def test_cpu_model_follows_the_big_probe_above_the_mid_one():
-    """Above the mid probe, a family with a probe past the caches is estimated on the line
-    through the mid and big probes' times; below it (and for calibrations without the points)
-    the rate line stays."""
+def test_cpu_model_follows_the_points_above_the_mid_probe():
+    """Above the mid probe, a family with probes past the caches is estimated on the line
+    through the points; below it (and for calibrations without points) the rate line stays.
+    Beyond the last point, at least proportional growth: a nearly flat last segment (more
+    threads) does not make every bigger call look as cheap as the last probe."""
     rates = {"cpu_rate": 2e3, "cpu_overhead_us": 3.0}  # 2000 elements per us from cache
     assert crossover_mod.cpu_model_us(rates, 1 << 20) == pytest.approx((1 << 20) / 2e3 + 3.0)
-    rates.update(cpu_mid=[1 << 17, 68.5], cpu_big=[1 << 21, 2100.0])  # memory: ~1000 per us
+    rates["cpu_points"] = [[1 << 17, 68.5], [1 << 21, 2100.0]]  # memory: ~1000 per us
     assert crossover_mod.cpu_model_us(rates, 1 << 16) == pytest.approx((1 << 16) / 2e3 + 3.0)
     slope = (2100.0 - 68.5) / ((1 << 21) - (1 << 17))
     at_1m = 68.5 + ((1 << 20) - (1 << 17)) * slope
     assert crossover_mod.cpu_model_us(rates, 1 << 20) == pytest.approx(at_1m)
     assert at_1m > (1 << 20) / 2e3 + 3.0  # slower than the cache-rate line predicted
-    at_8m = crossover_mod.cpu_model_us(rates, 1 << 23)  # beyond the big probe: same slope
-    assert at_8m == pytest.approx(68.5 + ((1 << 23) - (1 << 17)) * slope)
-    flat = dict(rates, cpu_big=[1 << 21, 10.0])  # a big probe faster than the mid: no drop
+    at_8m = crossover_mod.cpu_model_us(rates, 1 << 23)  # the steeper of slope and proportion
+    assert at_8m == pytest.approx(max(2100.0 + ((1 << 23) - (1 << 21)) * slope, 2100.0 * 4))
+    flat = dict(rates, cpu_points=[[1 << 17, 68.5], [1 << 21, 10.0]])  # faster: no drop
     assert crossover_mod.cpu_model_us(flat, 1 << 20) == pytest.approx(68.5)
+    assert crossover_mod.cpu_model_us(flat, 1 << 22) == pytest.approx(68.5 * 2)
 
 
 def test_big_pinned_elementwise_call_goes_to_the_gpu_when_the_cpu_runs_from_memory():
@@ -523,7 +537,7 @@ def test_big_pinned_elementwise_call_goes_to_the_gpu_when_the_cpu_runs_from_memo
                                         "gpu_rate": 3.0e5}}}
     pinned = {"pinned_in": (True, True), "pinned_out": True}
     assert crossover_mod.estimate(spec, call, cal, **pinned).use_cpu
-    cal["families"]["elementwise"].update(cpu_mid=[1 << 17, 25.0], cpu_big=[1 << 21, 1100.0])
+    cal["families"]["elementwise"]["cpu_points"] = [[1 << 17, 25.0], [1 << 21, 1100.0]]
     guess = crossover_mod.estimate(spec, call, cal, **pinned)
     assert not guess.use_cpu and 450.0 < guess.cpu_us < 650.0
     # Pageable inputs still go to the CPU: their copies cost more than the CPU's work.
@@ -540,40 +554,46 @@ def test_elementwise_calibration_measures_the_probes_past_the_caches():
 
 
 def test_probes_past_the_caches_rotate_through_their_data(monkeypatch):
-    """The 1M and 2M elementwise probes each run on a different (inputs, out) set in turn,
-    enough of them to hold 128 MB, so no run finds the previous run's data in the caches."""
+    """The 1M and 2M elementwise probes draw their (inputs, out) sets in turn from one
+    rotation kept across every repeat of the measurement, over enough distinct sets to hold
+    128 MB, so no run finds the previous runs' data in the caches."""
     from lightning_core.tuning.measure import HostRunner
 
-    seen = []
+    drawn: dict[int, list[int]] = {}
 
-    def rotating(self, impl, sets, call, *, warmup, runs, budget_s):
-        ids = {id(out) for _, out in sets}
-        seen.append((math.prod(call.out_shape), len(sets), len(ids)))
+    def rotating(self, impl, next_set, call, *, warmup, runs, budget_s):
+        n = math.prod(call.out_shape)
+        drawn.setdefault(n, []).extend(id(next_set()[1]) for _ in range(warmup + runs))
         return 100.0
 
     monkeypatch.setattr(HostRunner, "time_rotating_us", rotating)
     rates = crossover_mod.measure_cpu("elementwise")
-    assert sorted({n for n, _, _ in seen}) == [1 << 20, 1 << 21]
-    for n, count, distinct in seen:
-        per_set = 3 * 4 * n  # two float32 inputs and the output
-        assert count == distinct and count * per_set >= 128 << 20 and count >= 2
+    assert sorted(drawn) == [1 << 20, 1 << 21]
+    for n, ids in drawn.items():
+        distinct = len(set(ids))
+        assert distinct >= 2 and distinct * 3 * 4 * n >= 128 << 20  # two inputs and the output
+        assert len(set(ids[:distinct])) == distinct  # a new set every run until all are used
     assert [w for w, _ in rates["cpu_points"][1:]] == [1 << 20, 1 << 21]
 
 
 def test_cpu_model_follows_the_polyline_where_thread_counts_change():
     """Run 44's elementwise calibration: 1M elements (2 host threads) took 527 us and 2M (4
     threads) 549; the polyline gives 1M its own time where one line through the mid and 2M
-    probes said 288 us. Between points it interpolates, beyond the last it follows the last
-    segment, and a segment that slopes down stays flat."""
+    probes said 288 us. Between points it interpolates, beyond the last it grows at least in
+    proportion, and a point faster than a smaller one counts as the smaller one's time."""
     rates = {"cpu_rate": 2.1e3, "cpu_overhead_us": 3.5,
              "cpu_points": [[1 << 17, 65.7], [1 << 20, 527.0], [1 << 21, 549.0]]}
     model = crossover_mod.cpu_model_us
     assert model(rates, 1 << 20) == pytest.approx(527.0)
     assert model(rates, 1 << 21) == pytest.approx(549.0)
     assert model(rates, 3 << 19) == pytest.approx(538.0)
-    assert model(rates, 1 << 22) == pytest.approx(549.0 + 22.0 * 2)
+    # Past the last point (the CPU backend's thread cap comes at 4M): in proportion, not
+    # along the nearly flat 1M-2M segment (which would say 593 us at 4M).
+    assert model(rates, 1 << 22) == pytest.approx(549.0 * 2)
     assert model(rates, 1 << 16) == pytest.approx((1 << 16) / 2.1e3 + 3.5)
     down = dict(rates, cpu_points=[[1 << 17, 65.7], [1 << 20, 527.0], [1 << 21, 500.0]])
     assert model(down, 3 << 19) == pytest.approx(527.0)
+    dip = dict(rates, cpu_points=[[1 << 17, 65.7], [1 << 19, 40.0], [1 << 20, 527.0]])
+    assert model(dip, 1 << 19) == pytest.approx(65.7)  # never below a smaller probe's time
     bad = dict(rates, cpu_points=[[1 << 20, 527.0], [1 << 17, 65.7]])
     assert model(bad, 1 << 20) == pytest.approx((1 << 20) / 2.1e3 + 3.5)

@@ -71,6 +71,10 @@ DEFAULT_CALIBRATION: dict[str, Any] = {
     "source": "PERF.md defaults (not measured on this machine)",
 }
 _COMMON = ("h2d_gbps", "d2h_gbps", "launch_sync_us")
+# A stored calibration of another format is measured again. 2: pageable uploads staged on the
+# native copy pool (several times faster than the Python pool the older rates came from),
+# elementwise CPU points past the caches (``cpu_points``).
+_CAL_FORMAT = 2
 _TRANSFER_BYTES = 8 << 20
 _BUDGET_S = 0.05  # per timed quantity
 _COLD_BYTES = 128 << 20  # data the probes past the caches rotate through (above any LLC here)
@@ -124,19 +128,25 @@ def estimate(spec: OpSpec, call: Call, cal: dict[str, Any], *, pinned_in: tuple[
 def cpu_model_us(rates: dict[str, Any], work: float) -> float:
     """The CPU time the calibration predicts for ``work``: the rate line through the tiny and
     mid probes, and above the mid probe the polyline through the mid and bigger probes' (work,
-    µs) points when the family has them (``cpu_points``; calibrations stored with one big
-    probe, ``cpu_mid`` and ``cpu_big``, are read as two points; older ones keep the line).
-    Beyond the last point the last segment's slope goes on; a segment never slopes down."""
+    µs) points (``cpu_points``) when the family has them.
+
+    The polyline never falls (a point measured faster than a smaller one counts as the
+    smaller one's time). Beyond the last point the time grows at least in proportion to the
+    work: the CPU backend adds threads up to the last probe's size, so the last segment can be
+    nearly flat (run 44: 1M elements 527 µs on two threads, 2M 549 on four), while past the
+    thread cap a call twice as big takes about twice as long."""
     points = rates.get("cpu_points")
-    if points is None and rates.get("cpu_mid") is not None and rates.get("cpu_big") is not None:
-        points = [rates["cpu_mid"], rates["cpu_big"]]
     if not points or len(points) < 2 or work <= points[0][0]:
         return work / rates["cpu_rate"] + rates["cpu_overhead_us"]
-    segments = list(itertools.pairwise(points))
-    if any(w1 <= w0 for (w0, _), (w1, _) in segments):  # not increasing: unusable
+    works = [float(w) for w, _ in points]
+    if any(w1 <= w0 for w0, w1 in itertools.pairwise(works)):  # not increasing: unusable
         return work / rates["cpu_rate"] + rates["cpu_overhead_us"]
-    (w0, t0), (w1, t1) = next((seg for seg in segments if work <= seg[1][0]), segments[-1])
-    return t0 + (work - w0) * max(t1 - t0, 0.0) / (w1 - w0)
+    times = list(itertools.accumulate((float(t) for _, t in points), max))
+    for (w0, t0), (w1, t1) in itertools.pairwise(zip(works, times, strict=True)):
+        if work <= w1:
+            return t0 + (work - w0) * (t1 - t0) / (w1 - w0)
+    (w0, t0), (w1, t1) = (works[-2], times[-2]), (works[-1], times[-1])
+    return max(t1 + (work - w1) * (t1 - t0) / (w1 - w0), t1 * work / w1)
 
 
 _DUPLEX_COST = 1.12
@@ -214,6 +224,8 @@ class Crossover:
         with self._lock:
             _, mid = self.tuner.machine(backend)
             cal = self._cal.get(mid) or copy.deepcopy(self.tuner.cache.calibration(mid) or {})
+            if cal and cal.get("format") != _CAL_FORMAT:
+                cal = {}  # measured by an older version: its numbers no longer hold
             missing = [k for k in _COMMON if k not in cal]
             if not missing and family in cal.get("families", {}):
                 self._cal[mid] = cal
@@ -245,6 +257,7 @@ class Crossover:
             cal["measured_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds")
             cal["measure_s"] = round(time.perf_counter() - t0, 3)
+            cal["format"] = _CAL_FORMAT
             cal.pop("source", None)
             self.tuner.cache.put_calibration(fingerprint, mid, cal)
             self._cal[mid] = cal
@@ -350,11 +363,12 @@ def measure_cpu(family: str) -> dict[str, Any]:
         per_set = (sum(o.array.nbytes for o in call.inputs)
                    + math.prod(call.out_shape) * call.dtype.itemsize)
         sets = [(_probe_inputs(call), host.output(call))
-                for _ in range(max(1, -(-_COLD_BYTES // per_set)))]
+                for _ in range(max(2, -(-_COLD_BYTES // per_set)))]
+        turn = itertools.cycle(sets)  # one rotation across every repeat of the measurement
         times.append((spec.work(spec.dims(call)), settled_us(
-            lambda s=sets, c=call: host.time_rotating_us(impl, s, c, warmup=2, runs=5,
+            lambda t=turn, c=call: host.time_rotating_us(impl, t.__next__, c, warmup=2, runs=5,
                                                          budget_s=_BUDGET_S))))
-        del sets
+        del sets, turn
     (w_tiny, t_tiny), (w_mid, t_mid) = times[:2]
     rate = (w_mid - w_tiny) / max(t_mid - t_tiny, 1e-3)
     rates: dict[str, Any] = {"cpu_rate": rate,

@@ -94,16 +94,14 @@ class HostRunner:
 
         return _median_us(run, warmup=warmup, runs=runs, budget_s=budget_s)
 
-
-    def time_rotating_us(self, impl: Impl, sets: list[tuple[tuple[Any, ...], Any]], call: Call,
-                         *, warmup: int, runs: int, budget_s: float) -> float:
-        """``time_us`` where each run takes the next of ``sets`` (inputs, out): with enough of
-        them the data comes from memory, not from the caches the previous run filled."""
-        turn = [0]
+    def time_rotating_us(self, impl: Impl, next_set: Callable[[], tuple[tuple[Any, ...], Any]],
+                         call: Call, *, warmup: int, runs: int, budget_s: float) -> float:
+        """``time_us`` where each run takes its (inputs, out) from ``next_set()``: cycling
+        through enough of them, the data comes from memory, not from the caches the previous
+        runs filled."""
 
         def run() -> float:
-            inputs, out = sets[turn[0] % len(sets)]
-            turn[0] += 1
+            inputs, out = next_set()
             t0 = time.perf_counter_ns()
             impl.fn(*inputs, out=out, **call.params)
             return (time.perf_counter_ns() - t0) / 1e3

@@ -75,7 +75,12 @@ def stream_ptr_capsule() -> Any:
     """CuPy's C function for the current stream's pointer as a capsule the native lane calls
     (``cupy_backends.cuda.stream``'s exported ``get_current_stream_ptr``: the pointer CuPy's
     ``get_current_stream()`` reports, without making a Python object), or None when this CuPy
-    does not export it with the signature the lane calls it by."""
+    does not export it with the signature the lane calls it by.
+
+    One difference: with per-thread default streams (``CUPY_CUDA_PER_THREAD_DEFAULT_STREAM=1``)
+    and the null stream current, it answers the per-thread stream's handle (2) where
+    ``get_current_stream().ptr`` is 0. Both name the stream CuPy's own kernels launch on; the
+    lane only keys its recycled results and resolved launches by the number it got."""
     try:
         from cupy_backends.cuda import stream  # noqa: PLC0415
 

@@ -53,10 +53,11 @@ _recyclers: weakref.WeakSet[Recycler] = weakref.WeakSet()
 
 
 def _held_refcount() -> int:
-    """``sys.getrefcount`` of an object held only by a list, read inside a loop over it (the
-    exact pattern of ``Recycler.take``), measured rather than assumed."""
-    held = [object()]
-    for obj in held:
+    """``sys.getrefcount`` of an object held only by a list, read inside a ``zip`` loop over
+    it and a second list (the exact pattern of ``Recycler.take``: zip's reused result tuple
+    holds the item too), measured rather than assumed."""
+    held, streams = [object()], [0]
+    for obj, _ in zip(held, streams, strict=False):
         return sys.getrefcount(obj)
     return 0
 
@@ -181,12 +182,17 @@ class Recycler:
     """
 
     __slots__ = ("_arrays", "_streams", "_new", "_shape", "_dtype", "_nbytes", "_slots",
-                 "_oom", "__weakref__")
+                 "_oom", "_lock", "__weakref__")
 
     def __init__(self, new: Any, shape: tuple[int, ...], dtype: np.dtype, slots: int = 2,
                  oom: type[BaseException] | tuple[type[BaseException], ...] = ()) -> None:
         self._arrays: list[Any] = []
         self._streams: list[int] = []
+        # Held while the two lists change (a pair appended, both cleared), so another thread's
+        # release can never leave them out of step. Readers take no lock: a reader between
+        # the two changes sees lists of different lengths, and the native lane then calls
+        # take; take's own scan pairs them with zip.
+        self._lock = threading.Lock()
         self._new, self._shape, self._dtype, self._oom = new, shape, dtype, oom
         self._nbytes = math.prod(shape) * dtype.itemsize
         self._slots = slots if 0 < self._nbytes <= _RECYCLE_MAX_BYTES else 0
@@ -195,22 +201,21 @@ class Recycler:
 
     def take(self, stream_ptr: int) -> Any:
         """A free kept array made on ``stream_ptr``, else a new one (kept if room is left)."""
-        i = 0
-        for arr in self._arrays:
-            if sys.getrefcount(arr) == _ONLY_OURS and self._streams[i] == stream_ptr:
+        for arr, stream in zip(self._arrays, self._streams, strict=False):  # see _lock
+            if sys.getrefcount(arr) == _ONLY_OURS and stream == stream_ptr:
                 return arr
-            i += 1
         try:
             arr = self._new(self._shape, self._dtype)
         except self._oom:
             # What every recycler holds may be what the device lacks: let it go, try again.
             release_recycled()
-            i = 0
             arr = self._new(self._shape, self._dtype)
-        if i < self._slots and _recycled_bytes[0] + self._nbytes <= _RECYCLE_BUDGET:
-            _recycled_bytes[0] += self._nbytes
-            self._arrays.append(arr)
-            self._streams.append(stream_ptr)
+        with self._lock:
+            if (len(self._arrays) < self._slots and len(self._arrays) == len(self._streams)
+                    and _recycled_bytes[0] + self._nbytes <= _RECYCLE_BUDGET):
+                _recycled_bytes[0] += self._nbytes
+                self._arrays.append(arr)
+                self._streams.append(stream_ptr)
         return arr
 
     @property
@@ -226,9 +231,10 @@ class Recycler:
 
     def release(self) -> None:
         """Forget every kept array (the caller's still-held ones stay the caller's)."""
-        _recycled_bytes[0] -= self._nbytes * len(self._arrays)
-        self._arrays.clear()
-        self._streams.clear()
+        with self._lock:
+            _recycled_bytes[0] -= self._nbytes * len(self._arrays)
+            self._arrays.clear()
+            self._streams.clear()
 
     def __del__(self, _held: list[int] = _recycled_bytes) -> None:
         # The budget list is bound at definition: at interpreter exit the module's globals
