@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 KERNELS = pathlib.Path(__file__).resolve().parents[1] / "src/lightning_core/backends/cuda/kernels"
-NATIVE = pathlib.Path(__file__).resolve().parents[1] / "src/lightning_core/native"
+SRC = pathlib.Path(__file__).resolve().parents[1] / "src"
 # Builds beyond the defaults whose code is behind a define (one nvcc run each).
 VARIANTS = {"attention.cu": [["-DLC_ROWS_ONLY=1", "-DRVEC=1", "-DKPL=3", "-DDPL=2"],
                             ["-DLC_ROWS_ONLY=1", "-DRVEC=1", "-DWRAP=1", "-DKPL=6", "-DDPL=2"],
@@ -23,21 +23,23 @@ VARIANTS = {"attention.cu": [["-DLC_ROWS_ONLY=1", "-DRVEC=1", "-DKPL=3", "-DDPL=
 
 
 def check_native() -> int:
-    """Build the native lane with every warning an error; 1 when it fails."""
+    """Build the native module with every warning an error (the package's own compile
+    command, ``native.compile_command``); 1 when it fails."""
     import sysconfig
 
-    cc = (sysconfig.get_config_var("CC") or "cc").split()
-    include = sysconfig.get_paths()["include"]
-    if shutil.which(cc[0]) is None or not pathlib.Path(include, "Python.h").exists():
-        print("check_kernels: native lane skipped (no C compiler or Python headers here)")
-        return 0
+    sys.path.insert(0, str(SRC))  # the source tree's package, installed or not
+    from lightning_core import native
+
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [*cc, "-O2", "-shared", "-fPIC", "-pthread", "-Wall", "-Wextra", "-Werror",
-               "-Wno-unused-parameter", "-Wno-missing-field-initializers",
-               "-Wno-cast-function-type", f"-I{include}", *map(str, sorted(NATIVE.glob("*.c"))),
-               "-o", str(pathlib.Path(tmp) / "_lane.so")]
+        cmd = native.compile_command(
+            native.source_paths(), str(pathlib.Path(tmp) / "_lane.so"), "-Wextra", "-Werror",
+            "-Wno-unused-parameter", "-Wno-missing-field-initializers", "-Wno-cast-function-type")
+        include = sysconfig.get_paths()["include"]
+        if shutil.which(cmd[0]) is None or not pathlib.Path(include, "Python.h").exists():
+            print("check_kernels: native module skipped (no C compiler or Python headers here)")
+            return 0
         proc = subprocess.run(cmd, capture_output=True, text=True)
-    names = " + ".join(f"native/{p.name}" for p in sorted(NATIVE.glob("*.c")))
+    names = " + ".join(f"native/{p.name}" for p in native.source_paths())
     print(f"check_kernels: {names}: {'ok' if proc.returncode == 0 else 'FAILED'}")
     if proc.returncode:
         print(proc.stderr, file=sys.stderr)

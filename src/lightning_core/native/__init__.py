@@ -28,27 +28,25 @@ from types import ModuleType
 
 from .. import config
 
-__all__ = ["load", "status", "source_path", "source_paths", "compile_command", "build", "reset"]
+__all__ = ["load", "status", "source_paths", "compile_command", "build", "reset"]
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}  # "module": ModuleType | None, "status": str
 
 
-def source_path() -> Path:
-    """``lane.c`` inside the installed package (the module's init lives there)."""
-    return Path(__file__).with_name("lane.c")
-
-
 def source_paths() -> list[Path]:
-    """Every C file of the module: ``lane.c`` and ``hostcopy.c`` (the parallel host copy)."""
-    return [source_path(), Path(__file__).with_name("hostcopy.c")]
+    """Every C file of the module inside the installed package: ``lane.c`` (the fast lane and
+    the module's init) and ``hostcopy.c`` (the parallel host copy)."""
+    here = Path(__file__)
+    return [here.with_name("lane.c"), here.with_name("hostcopy.c")]
 
 
-def compile_command(sources: list[Path], target: str) -> list[str]:
-    """The compiler command line that builds ``sources`` into the extension ``target``."""
+def compile_command(sources: list[Path], target: str, *warnings: str) -> list[str]:
+    """The compiler command line that builds ``sources`` into the extension ``target``
+    (``warnings``: extra flags, e.g. CI's ``-Werror``)."""
     include = sysconfig.get_paths()["include"]
-    cmd = [*_compiler(), "-O2", "-shared", "-fPIC", "-pthread", "-Wall", f"-I{include}",
-           *map(str, sources), "-o", target]
+    cmd = [*_compiler(), "-O2", "-shared", "-fPIC", "-pthread", "-Wall", *warnings,
+           f"-I{include}", *map(str, sources), "-o", target]
     if sys.platform == "darwin":
         cmd[1:1] = ["-undefined", "dynamic_lookup"]
     else:
