@@ -281,16 +281,3 @@ PyObject *lc_host_copy(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
-
-/* host_copy_workers() -> the pool's started worker threads (tests). */
-PyObject *lc_host_copy_workers(PyObject *module, PyObject *unused) {
-    (void)module;
-    (void)unused;
-    int n;
-    Py_BEGIN_ALLOW_THREADS
-    pthread_mutex_lock(&call_mu);
-    n = workers;
-    pthread_mutex_unlock(&call_mu);
-    Py_END_ALLOW_THREADS
-    return PyLong_FromLong(n);
-}

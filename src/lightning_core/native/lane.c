@@ -813,7 +813,6 @@ static PyObject *lane_driver(PyObject *module, PyObject *unused) {
 
 /* hostcopy.c: the parallel host copy (staging pageable arrays into pinned memory). */
 PyObject *lc_host_copy(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
-PyObject *lc_host_copy_workers(PyObject *module, PyObject *unused);
 
 static PyMethodDef module_methods[] = {
     {"driver", lane_driver, METH_NOARGS,
@@ -821,8 +820,6 @@ static PyMethodDef module_methods[] = {
     {"host_copy", (PyCFunction)(void (*)(void))lc_host_copy, METH_FASTCALL,
      "host_copy(dst, src, nbytes, threads[, stream[, last]]): copy between host addresses on "
      "a thread pool (stream: non-temporal stores; last false: more copies follow)"},
-    {"host_copy_workers", lc_host_copy_workers, METH_NOARGS,
-     "host_copy_workers() -> int: worker threads the host copy pool has started"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef lane_module = {PyModuleDef_HEAD_INIT, "_lane",
