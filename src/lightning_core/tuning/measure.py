@@ -87,19 +87,19 @@ class HostRunner:
 
     def time_us(self, impl: Impl, inputs: tuple[Any, ...], out: Any, call: Call, *,
                 warmup: int, runs: int, budget_s: float) -> float:
-        def run() -> float:
-            t0 = time.perf_counter_ns()
-            impl.fn(*inputs, out=out, **call.params)
-            return (time.perf_counter_ns() - t0) / 1e3
-
-        return _median_us(run, warmup=warmup, runs=runs, budget_s=budget_s)
+        return self._timed(impl, lambda: (inputs, out), call, warmup=warmup, runs=runs,
+                           budget_s=budget_s)
 
     def time_rotating_us(self, impl: Impl, next_set: Callable[[], tuple[tuple[Any, ...], Any]],
                          call: Call, *, warmup: int, runs: int, budget_s: float) -> float:
         """``time_us`` where each run takes its (inputs, out) from ``next_set()``: cycling
         through enough of them, the data comes from memory, not from the caches the previous
         runs filled."""
+        return self._timed(impl, next_set, call, warmup=warmup, runs=runs, budget_s=budget_s)
 
+    @staticmethod
+    def _timed(impl: Impl, next_set: Callable[[], tuple[tuple[Any, ...], Any]], call: Call, *,
+               warmup: int, runs: int, budget_s: float) -> float:
         def run() -> float:
             inputs, out = next_set()
             t0 = time.perf_counter_ns()

@@ -18,6 +18,7 @@ stack of each call (no lock, no ctypes, no binding in between).
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 from typing import Any
 
@@ -71,11 +72,12 @@ def native_launch() -> Any:
 _STREAM_FN_SIGNATURE = b"intptr_t (void)"
 
 
+@functools.cache
 def stream_ptr_capsule() -> Any:
     """CuPy's C function for the current stream's pointer as a capsule the native lane calls
     (``cupy_backends.cuda.stream``'s exported ``get_current_stream_ptr``: the pointer CuPy's
     ``get_current_stream()`` reports, without making a Python object), or None when this CuPy
-    does not export it with the signature the lane calls it by.
+    does not export it with the signature the lane calls it by. Looked up once per process.
 
     One difference: with per-thread default streams (``CUPY_CUDA_PER_THREAD_DEFAULT_STREAM=1``)
     and the null stream current, it answers the per-thread stream's handle (2) where

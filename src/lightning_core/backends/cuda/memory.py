@@ -74,6 +74,11 @@ def _host_copy() -> Any:
     return None if module is None else module.host_copy
 
 
+def _copy_threads(nbytes: int) -> int:
+    """Threads for a native copy of ``nbytes``: the host pool's count from 1 MiB, else one."""
+    return host_threads() if nbytes >= _PARALLEL_MIN else 1
+
+
 def pinned_empty(shape: Any, dtype: Any = np.float32) -> np.ndarray:
     """A NumPy array backed by page-locked memory from CuPy's pinned pool."""
     import cupy  # noqa: PLC0415 - only called when the CUDA backend exists
@@ -370,7 +375,7 @@ class HostIo:
         stores the DMA reads lines still dirty in the CPU's caches, and copy and DMA slowed
         each other down: run 48 (``tools/probe_staging.py``, 2 x 4 MB) took 412 us piece by
         piece against 229 us streamed, where the DMA alone takes 165 us."""
-        threads = host_threads() if sum(n for _, _, n in staged) >= _PARALLEL_MIN else 1
+        threads = _copy_threads(sum(n for _, _, n in staged))
         pieces = []  # (staging ptr, source ptr, dst ptr, bytes) in DMA order
         for (flat, dst_ptr, nbytes), block in zip(staged, blocks, strict=True):
             src_ptr = flat.__array_interface__["data"][0]
@@ -444,8 +449,8 @@ class HostIo:
         copy = _host_copy()
         if copy is not None and dst.flags.c_contiguous:
             try:
-                threads = host_threads() if nbytes >= _PARALLEL_MIN else 1
-                copy(dst.__array_interface__["data"][0], block.ptr, nbytes, threads)
+                copy(dst.__array_interface__["data"][0], block.ptr, nbytes,
+                     _copy_threads(nbytes))
             finally:
                 self._release(block)
             return nbytes
