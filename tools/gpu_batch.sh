@@ -22,6 +22,8 @@ fi
 if [ "${TARGETS:-1}" = 1 ]; then
   timeout ${TARGET_S:-200} python3 -m lightning_core.bench.targets --out "$OUT/cuda_targets.json" \
       > "$OUT/targets.log" 2>&1; echo "targets rc=$?" >> "$OUT/targets.log"
+  # What the auto rows decided from: the calibration and the tuned entries (cpu_us, kernels).
+  cp "$LC_CACHE_DIR/tune_cache.json" "$OUT/tune_cache_targets.json" 2>/dev/null
   tail -60 "$OUT/targets.log"
 fi
 if [ "${SANITIZE:-0}" = 1 ]; then

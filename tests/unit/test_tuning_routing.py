@@ -177,6 +177,12 @@ def test_promoted_table_and_gemm_knobs(tmp_path):
     # Small products default to our tiled kernel, mid-sized ones to the dispatcher's default.
     assert tuner.promoted(mm, {"m": 256, "k": 256, "n": 256}, gemms).variant == "tiled"
     assert tuner.promoted(mm, {"m": 1024, "k": 1024, "n": 1024}, gemms) is None
+    # Up to 384^3 when K and N are multiples of 4 (the cp.async kernel), 320^3 otherwise.
+    assert tuner.promoted(mm, {"m": 384, "k": 384, "n": 384}, gemms).variant == "tiled"
+    assert tuner.promoted(mm, {"m": 384, "k": 383, "n": 384}, gemms) is None
+    assert tuner.promoted(mm, {"m": 384, "k": 384, "n": 382}, gemms) is None
+    assert tuner.promoted(mm, {"m": 320, "k": 319, "n": 321}, gemms).variant == "tiled"
+    assert tuner.promoted(mm, {"m": 385, "k": 384, "n": 384}, gemms) is None
     assert tuner.promoted(mm, {"m": 256, "k": 256, "n": 256}, _impls("cublas")) is None
 
 

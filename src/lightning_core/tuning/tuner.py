@@ -38,7 +38,7 @@ from .. import config
 # modules does not import CuPy).
 from ..backends.cuda.attention import ROWS_AUTO_MAX_SEQ
 from ..backends.cuda.conv import DIRECT_MAX_MACS, DIRECT_MAX_TAPS
-from ..backends.cuda.gemm import TILED_MAX_OPS
+from ..backends.cuda.gemm import tiled_by_default
 from ..runtime.backend import Backend, Impl, implementations
 from ..runtime.dispatch import Call, clear_decisions
 from .cache import TuneCache
@@ -72,7 +72,7 @@ PROMOTED: tuple[Promoted, ...] = (
     # Long sequences: the backend's own shape choice (split-KV SIMT tiles, or the tensor-core
     # build for float32 from ``TC_AUTO_MIN_SEQ`` on).
     Promoted("attention", "auto", lambda d: d["s"] >= 256),
-    Promoted("matmul", "tiled", lambda d: d["m"] * d["k"] * d["n"] <= TILED_MAX_OPS),
+    Promoted("matmul", "tiled", lambda d: tiled_by_default(d["m"], d["k"], d["n"])),
     Promoted("conv2d", "direct", lambda d: d["c"] * d["kh"] * d["kw"] <= DIRECT_MAX_TAPS),
     Promoted("conv2d", "im2col_gemm", lambda d: d["c"] * d["kh"] * d["kw"] > DIRECT_MAX_TAPS
              and d["n"] * d["oc"] * d["oh"] * d["ow"] * d["c"] * d["kh"] * d["kw"]

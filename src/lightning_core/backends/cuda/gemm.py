@@ -20,7 +20,7 @@ from ...runtime.backend import register
 from .compile import get_function
 from .launch import KernelCall, native_launch
 
-__all__ = ["matmul_tiled", "TILED_MAX_OPS", "plan"]
+__all__ = ["matmul_tiled", "TILED_MAX_OPS", "TILED4_MAX_OPS", "tiled_by_default", "plan"]
 
 _FILE = "gemm.cu"
 _BM, _BN, _KC, _GROUPS = 32, 16, 32, 8
@@ -28,8 +28,17 @@ _BM, _BN, _KC, _GROUPS = 32, 16, 32, 8
 # an H200 (device time, run 15): 256^3 4.8 us against cuBLAS's 8.1 us, 512^3 19.8 against
 # 14.5 us, so the bound sits between them; above it cuBLAS's large tiles fill the GPU.
 TILED_MAX_OPS = 320 ** 3
+# lc_gemm_tiled4 (K and N multiples of 4) moves the bound (device time, run 58,
+# tools/probe_gemm_small.py): 384^3 9.3 us against cuBLAS's 11.1, 512^3 14.0 against 14.2.
+TILED4_MAX_OPS = 384 ** 3
 _SMEM = _GROUPS * _KC * (_BM + 1 + _BN) * 4
 _plans: dict[tuple[int, int, int, bool], KernelCall] = {}
+
+
+def tiled_by_default(m: int, k: int, n: int) -> bool:
+    """Whether (m, k, n) takes these kernels unless the tuner measured otherwise."""
+    ops = m * k * n
+    return ops <= TILED_MAX_OPS or (ops <= TILED4_MAX_OPS and not (k % 4 or n % 4))
 
 
 def _smem4(k: int) -> int:
