@@ -556,7 +556,20 @@ def test_elementwise_calibration_measures_the_probes_past_the_caches():
     points = rates["cpu_points"]
     assert [w for w, _ in points] == [1 << 17, 1 << 20, 1 << 21]
     assert all(t > 0 for _, t in points)
-    assert "cpu_points" not in crossover_mod.measure_cpu("matmul")
+    assert "cpu_points" not in crossover_mod.measure_cpu("attention")
+
+
+def test_matmul_calibration_measures_bigger_products():
+    """The host BLAS gains rate with size: the matmul points at 256^3 and 512^3 carry the
+    model above the 192^3 probe."""
+    rates = crossover_mod.measure_cpu("matmul")
+    works = [w for w, _ in rates["cpu_points"]]
+    assert works == [2 * 192 ** 3, 2 * 256 ** 3, 2 * 512 ** 3]
+    assert all(t > 0 for _, t in rates["cpu_points"])
+    # Between the points the model interpolates their times, not the mid probe's rate line.
+    (w0, t0), (w1, t1) = rates["cpu_points"][:2]
+    mid = crossover_mod.cpu_model_us(rates, (w0 + w1) / 2)
+    assert min(t0, t1) <= mid <= max(t0, t1)
 
 
 def test_probes_past_the_caches_rotate_through_their_data(monkeypatch):

@@ -73,8 +73,9 @@ DEFAULT_CALIBRATION: dict[str, Any] = {
 _COMMON = ("h2d_gbps", "d2h_gbps", "launch_sync_us")
 # A stored calibration of another format is measured again. 2: pageable uploads staged on the
 # native copy pool (several times faster than the Python pool the older rates came from),
-# elementwise CPU points past the caches (``cpu_points``).
-_CAL_FORMAT = 2
+# elementwise CPU points past the caches (``cpu_points``). 3: matmul CPU points at 256^3 and
+# 512^3.
+_CAL_FORMAT = 3
 _TRANSFER_BYTES = 8 << 20
 _BUDGET_S = 0.05  # per timed quantity
 _COLD_BYTES = 128 << 20  # data the probes past the caches rotate through (above any LLC here)

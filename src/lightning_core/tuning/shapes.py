@@ -56,7 +56,14 @@ PROBES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
 # estimate follows the polyline through the probes' times. These probes rotate through 128 MB
 # of inputs and outputs (run 49's calibration, on repeated inputs, put 1M at 389 us where the
 # calls took 585).
-CPU_BIG: dict[str, tuple[tuple[int, ...], ...]] = {"elementwise": ((1 << 20,), (1 << 21,))}
+# Matmul has them too, for another reason: the host BLAS runs small products at a fraction of
+# its large-product rate, so the line through the 192^3 probe (~250 GFLOP/s in runs 58-59)
+# put a 256^3 product at 138 us where the calls took 69-79 us, against a GPU one-shot model
+# of 136 us: `auto` sent 256^3 to the GPU (182-250 us).
+CPU_BIG: dict[str, tuple[tuple[int, ...], ...]] = {
+    "elementwise": ((1 << 20,), (1 << 21,)),
+    "matmul": ((256, 256, 256), (512, 512, 512)),
+}
 
 
 def _operands(shapes: tuple[tuple[int, ...], ...], dtype: np.dtype) -> tuple[Operand, ...]:
