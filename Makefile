@@ -59,9 +59,9 @@ readme-perf-check:
 
 sanitize-gpu:
 	PYTHONPATH=src:tests compute-sanitizer --tool memcheck --error-exitcode 1 \
-		$(PYTHON) -m pytest -q -p no:cacheprovider -m "cuda and not api_errors and not host_timing" tests
+		$(PYTHON) -m pytest -q -p no:cacheprovider -m "cuda and not api_errors and not frame_refs" tests
 	PYTHONPATH=src:tests compute-sanitizer --tool racecheck --error-exitcode 1 \
-		$(PYTHON) -m pytest -q -p no:cacheprovider -m "cuda and not api_errors and not host_timing" tests
+		$(PYTHON) -m pytest -q -p no:cacheprovider -m "cuda and not api_errors and not frame_refs" tests
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -29,7 +29,7 @@ fi
 if [ "${SANITIZE:-0}" = 1 ]; then
   # No -x: a test failing under the sanitizer's timing must not hide the rest from it.
   timeout ${SANITIZE_S:-150} compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m \
-      pytest -q -p no:cacheprovider -rf -m "not api_errors and not host_timing" tests/device/cuda \
+      pytest -q -p no:cacheprovider -rf -m "not api_errors and not frame_refs" tests/device/cuda \
       tests/backend/test_cuda_attention_conv.py \
       > "$OUT/memcheck.log" 2>&1; echo "memcheck rc=$?" >> "$OUT/memcheck.log"
   tail -3 "$OUT/memcheck.log"
