@@ -183,7 +183,18 @@ def test_promoted_table_and_gemm_knobs(tmp_path):
     assert tuner.promoted(mm, {"m": 384, "k": 384, "n": 382}, gemms) is None
     assert tuner.promoted(mm, {"m": 320, "k": 319, "n": 321}, gemms).variant == "tiled"
     assert tuner.promoted(mm, {"m": 385, "k": 384, "n": 384}, gemms) is None
+    # A tall product within the bound but beyond the launch's 65535 row tiles stays on cuBLAS.
+    assert tuner.promoted(mm, {"m": 65535 * 32, "k": 3, "n": 3}, gemms).variant == "tiled"
+    assert tuner.promoted(mm, {"m": 65535 * 32 + 1, "k": 3, "n": 3}, gemms) is None
     assert tuner.promoted(mm, {"m": 256, "k": 256, "n": 256}, _impls("cublas")) is None
+
+
+def test_tiled_gemm_refuses_more_rows_than_its_grid_holds():
+    from lightning_core.backends.cuda import gemm
+    from lightning_core.errors import NotSupportedError
+
+    with pytest.raises(NotSupportedError, match=r"^\[matmul\] the tiled kernels take at most"):
+        gemm.plan(65535 * 32 + 1, 3, 3)
 
 
 def test_hysteresis_and_vendor_margin():

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import NotSupportedError
 from ...runtime.backend import register
 from .compile import get_function
 from .launch import KernelCall, native_launch
@@ -32,11 +33,14 @@ TILED_MAX_OPS = 320 ** 3
 # tools/probe_gemm_small.py): 384^3 9.3 us against cuBLAS's 11.1, 512^3 14.0 against 14.2.
 TILED4_MAX_OPS = 384 ** 3
 _SMEM = _GROUPS * _KC * (_BM + 1 + _BN) * 4
+_MAX_ROWS = 65535 * _BM  # one block row of tiles per grid.y index (the launch limit)
 _plans: dict[tuple[int, int, int, bool], KernelCall] = {}
 
 
 def tiled_by_default(m: int, k: int, n: int) -> bool:
     """Whether (m, k, n) takes these kernels unless the tuner measured otherwise."""
+    if m > _MAX_ROWS:
+        return False
     ops = m * k * n
     return ops <= TILED_MAX_OPS or (ops <= TILED4_MAX_OPS and not (k % 4 or n % 4))
 
@@ -56,6 +60,9 @@ def plan(m: int, k: int, n: int, four: bool = False) -> KernelCall:
     key = (m, k, n, four)
     call = _plans.get(key)
     if call is None:
+        if m > _MAX_ROWS:
+            raise NotSupportedError(f"[matmul] the tiled kernels take at most {_MAX_ROWS} rows "
+                                    f"(got {m}); the cublas variant takes any")
         name, smem = ("lc_gemm_tiled4", _smem4(k)) if four else ("lc_gemm_tiled", _SMEM)
         kernel = get_function(_FILE, name, {"GROUPS": _GROUPS})
         # Above the 48 KB a launch gets without opting in.
