@@ -1,3 +1,7 @@
+#!/usr/bin/env bash
+# The small-GEMM probe (tools/probe_gemm_small.py), then Nsight Compute counters (stall
+# reasons, FMA pipe use, shared-memory bank conflicts, SM activity) of two of its kernels at
+# 256^3. Writes into $OUT. Run on the GPU machine: bash tools/ncu_gemm.sh
 export PYTHONPATH=src LC_CACHE_DIR=/tmp/lcc
 timeout 150 python3 tools/probe_gemm_small.py $OUT/probe_gemm_small2.txt > /dev/null 2>&1; echo probe rc=$?
 grep -E "FAIL|---|us" $OUT/probe_gemm_small2.txt | head -80
