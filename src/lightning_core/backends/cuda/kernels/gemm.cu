@@ -67,6 +67,16 @@ __device__ __forceinline__ void lc_gemm_stage(float* as, float* bs, const lc_chu
     for (int t = 0; t < LC_B_PER_LANE; ++t) bs[(2 * t + (lane >> 4)) * LC_BN + (lane & 15)] = r.b[t];
 }
 
+// This warp's K slice [k_begin, k_end): a whole number of KC chunks, the same for every warp
+// but the last. Returns the slice length (gemm.py sizes lc_gemm_tiled4's buffers by it).
+__device__ __forceinline__ int lc_gemm_slice(int K, int warp, int& k_begin, int& k_end) {
+    const int per = (K + GROUPS - 1) / GROUPS;
+    const int kg = ((per + LC_KC - 1) / LC_KC) * LC_KC;
+    k_begin = min(K, warp * kg);
+    k_end = min(K, k_begin + kg);
+    return kg;
+}
+
 extern "C" __global__ void __launch_bounds__(32 * GROUPS)
 lc_gemm_tiled(const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ c,
               int M, int N, int K) {
@@ -80,17 +90,9 @@ lc_gemm_tiled(const float* __restrict__ a, const float* __restrict__ b, float* _
     float* as = lc_gemm_smem + warp * LC_WARP_SMEM;
     float* bs = as + LC_AS;
 
-    // This warp's K slice, a whole number of chunks.
-    const int per = (K + GROUPS - 1) / GROUPS;
-    const int kg = ((per + LC_KC - 1) / LC_KC) * LC_KC;
-    const int k_begin = min(K, warp * kg);
-    const int k_end = min(K, k_begin + kg);
-
-    float acc[4][4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+    int k_begin, k_end;
+    lc_gemm_slice(K, warp, k_begin, k_end);
+    float acc[4][4] = {};
 
     lc_chunk next;
     if (k_begin < k_end) lc_gemm_load(next, a, b, m0, n0, k_begin, k_end, M, N, K, lane);
@@ -205,18 +207,10 @@ lc_gemm_tiled4(const float* __restrict__ a, const float* __restrict__ b, float* 
     const int m0 = blockIdx.y * LC_BM;
     const int n0 = blockIdx.x * LC_BN;
 
-    const int per = (K + GROUPS - 1) / GROUPS;
-    const int kg = ((per + LC_KC - 1) / LC_KC) * LC_KC;
-    const int k_begin = min(K, warp * kg);
-    const int k_end = min(K, k_begin + kg);
-    const int nbuf = kg > LC_KC ? 2 : 1;  // the host sizes shared memory by the same rule
+    int k_begin, k_end;
+    const int nbuf = lc_gemm_slice(K, warp, k_begin, k_end) > LC_KC ? 2 : 1;  // as the host's
     float* base = lc_gemm_smem + warp * nbuf * (LC_A4 + LC_B4);
-
-    float acc[4][4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+    float acc[4][4] = {};
 
     if (k_begin < k_end) {
         lc_gemm_issue4(base, base + LC_A4, a, b, m0, n0, k_begin, k_end, M, N, K, lane);
