@@ -27,7 +27,7 @@ import numpy as np
 from ... import config
 from ...runtime.backend import register
 from .compile import get_function
-from .launch import KernelCall, function_ptr, native_launch
+from .launch import KernelCall, aligned, function_ptr, native_launch
 from .memory import stream_scratch
 
 __all__ = ["attention_auto", "attention_fused_small", "attention_flash_splitkv",
@@ -239,7 +239,7 @@ def _flash_config(seq: int, d: int, dtype_name: str, lim: _Limits,
 
 def _vec_ok(d: int, arrays: tuple[Any, ...]) -> int:
     """1 when every row starts 16-byte aligned, so the kernels may move 4 values at a time."""
-    return int(d % 4 == 0 and all(a.data.ptr % 16 == 0 for a in arrays))
+    return int(d % 4 == 0 and aligned(*arrays))
 
 
 def _acc_type(dtype_name: str) -> type:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ...runtime.backend import register
 from .compile import get_function, grid_for
-from .launch import KernelCall, native_launch
+from .launch import KernelCall, aligned, native_launch
 
 __all__ = ["bias_activation", "CTYPES"]
 
@@ -73,13 +73,6 @@ def _plan(kernel: str, dtype: np.dtype, n: int, vec: bool, pointers: int,
     return plan
 
 
-def _aligned(*arrays: Any) -> bool:
-    mask = 0
-    for a in arrays:
-        mask |= a.data.ptr
-    return not mask & 15
-
-
 def _prepared(kernel: str, dtype: np.dtype, shape: tuple[int, ...], pointers: int) -> Any:
     """The fast lane's launcher of one elementwise kernel (``pointers`` 2: unary, 3: binary):
     both alignment variants' launches resolved once; a call reads each pointer once, tests
@@ -110,11 +103,11 @@ def _prepare_binary(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype, pre
 @register("cuda", "binary", "vec", dtypes=_DTYPES, prepare=_prepare_binary, flat=True)
 def binary(a: Any, b: Any, *, out: Any, stream: Any, precision: str, kind: str) -> None:
     """out = a (+ - * /) b."""
-    _plan(_BINARY[kind], out.dtype, out.size, _aligned(a, b, out), 3)(stream, a, b, out)
+    _plan(_BINARY[kind], out.dtype, out.size, aligned(a, b, out), 3)(stream, a, b, out)
 
 
 def _unary(x: Any, out: Any, stream: Any, act: int) -> None:
-    _plan(_UNARY[act], out.dtype, out.size, _aligned(x, out), 2)(stream, x, out)
+    _plan(_UNARY[act], out.dtype, out.size, aligned(x, out), 2)(stream, x, out)
 
 
 def _prepare_relu(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype,
@@ -147,7 +140,7 @@ def bias_activation(out: Any, bias: Any | None, activation: str | None, stream: 
     cols = out.shape[-1]
     n = out.size
     per = 16 // out.dtype.itemsize
-    vec = cols % per == 0 and _aligned(out, *(() if bias is None else (bias,)))
+    vec = cols % per == 0 and aligned(out, *(() if bias is None else (bias,)))
     has_bias = "true" if bias is not None else "false"
     # Without a bias the kernel never reads that pointer: out stands in for it.
     _plan(f"lc_bias_act<{{}}, {act}, {has_bias}, {{}}>", out.dtype, n, vec, 2,

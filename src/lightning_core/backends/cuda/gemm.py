@@ -19,7 +19,7 @@ import numpy as np
 from ...errors import NotSupportedError
 from ...runtime.backend import register
 from .compile import get_function
-from .launch import KernelCall, native_launch
+from .launch import KernelCall, aligned, native_launch
 
 __all__ = ["matmul_tiled", "TILED_MAX_OPS", "TILED4_MAX_OPS", "tiled_by_default", "plan"]
 
@@ -77,12 +77,7 @@ def plan(m: int, k: int, n: int, four: bool = False) -> KernelCall:
 
 def _four(k: int, n: int, *arrays: Any) -> bool:
     """Whether this call may take ``lc_gemm_tiled4``."""
-    if k % 4 or n % 4:
-        return False
-    mask = 0
-    for x in arrays:
-        mask |= x.data.ptr
-    return not mask & 15
+    return not (k % 4 or n % 4) and aligned(*arrays)
 
 
 def _prepare(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype, precision: str) -> Any:
@@ -91,21 +86,16 @@ def _prepare(in_shapes: Any, shape: tuple[int, ...], dtype: np.dtype, precision:
     if not (m and n):
         return None
     one = plan(m, k, n).launch_raw
-    if k % 4 or n % 4:
-        vec = one
+    shape_ok = not (k % 4 or n % 4)
+    vec = plan(m, k, n, True).launch_raw if shape_ok else one
 
-        def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
-            one(stream.ptr, ins[0].data.ptr, ins[1].data.ptr, out.data.ptr)
-    else:
-        vec = plan(m, k, n, True).launch_raw
-
-        def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
-            pa, pb, pc = ins[0].data.ptr, ins[1].data.ptr, out.data.ptr
-            (one if (pa | pb | pc) & 15 else vec)(stream.ptr, pa, pb, pc)
+    def launch(ins: tuple[Any, ...], out: Any, stream: Any) -> None:
+        pa, pb, pc = ins[0].data.ptr, ins[1].data.ptr, out.data.ptr
+        (one if (pa | pb | pc) & 15 else vec)(stream.ptr, pa, pb, pc)
 
     # The native lane tests the same alignment (``PtrRun``: every pointer, 16 bytes).
-    launch.native = ({"vec": vec, "one": one,  # type: ignore[attr-defined]
-                      "vec_ok": not (k % 4 or n % 4)} if native_launch() else None)
+    launch.native = ({"vec": vec, "one": one, "vec_ok": shape_ok}  # type: ignore[attr-defined]
+                     if native_launch() else None)
     return launch
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KernelCall", "NULL", "direct_available", "function_ptr", "native_launch"]
+__all__ = ["KernelCall", "NULL", "aligned", "direct_available", "function_ptr", "native_launch"]
 
 _SCALAR_TYPES = (np.int32, np.int64, np.uint64, np.float32, np.float64)
 
@@ -67,6 +67,15 @@ def native_launch() -> Any:
         module = native.load()
         _NATIVE = module if module is not None and module.driver() else None
     return _NATIVE
+
+
+def aligned(*arrays: Any) -> bool:
+    """Whether every array's data starts on a 16-byte boundary (the kernels' 16-byte load and
+    store variants need it; the native lane tests the same on its pointers)."""
+    mask = 0
+    for a in arrays:
+        mask |= a.data.ptr
+    return not mask & 15
 
 
 _STREAM_FN_SIGNATURE = b"intptr_t (void)"
