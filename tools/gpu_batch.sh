@@ -27,7 +27,7 @@ if [ "${TARGETS:-1}" = 1 ]; then
   tail -60 "$OUT/targets.log"
 fi
 if [ "${SANITIZE:-0}" = 1 ]; then
-  # No -x: a test failing under the sanitizer's timing must not hide the rest from it.
+  # No -x: one test failing under the sanitizer must not hide the rest from it.
   timeout ${SANITIZE_S:-150} compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m \
       pytest -q -p no:cacheprovider -rf -m "not api_errors and not frame_refs" tests/device/cuda \
       tests/backend/test_cuda_attention_conv.py \
